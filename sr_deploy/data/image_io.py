@@ -1,0 +1,183 @@
+"""Reading and writing images, and converting them to and from model tensors.
+
+Images in memory are numpy arrays ``H x W x C`` (``C`` in {1, 3, 4}: grey, RGB, RGBA) of dtype
+``uint8`` or ``uint16``, with EXIF orientation already applied. Model tensors are float32 RGB in
+``[0, 1]``. Formats: PNG, JPEG, BMP, TIFF, WebP (16-bit PNG/TIFF included).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and the cause."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"cannot read image {self.path}: {cause}")
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as fh:
+        header = fh.read(25)
+    return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else 8
+
+
+def _read_high_bit_depth(path: Path) -> np.ndarray:
+    """16-bit colour PNG/TIFF: Pillow would silently drop to 8 bits, so OpenCV reads these."""
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(path, "OpenCV could not decode this 16-bit image")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, [2, 1, 0, 3]]
+    return np.ascontiguousarray(arr)
+
+
+def _from_pil(im: Image.Image, path: Path) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im)
+        if mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageReadError(path, f"32-bit integer pixels out of the 16-bit range ({mode})")
+        return arr.astype(np.uint16)[:, :, None]
+    if mode == "F":
+        raise ImageReadError(path, "floating-point images are not supported")
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"))[:, :, None]
+    if mode in ("LA", "PA", "RGBA") or (mode == "P" and "transparency" in im.info):
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"))
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``H x W x C`` uint8/uint16 (C = 1 grey, 3 RGB, 4 RGBA).
+
+    EXIF orientation is applied. Raises :class:`ImageReadError` naming the file and the cause for
+    a missing, empty, truncated, corrupt or non-image file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(p, "no such file")
+    if p.stat().st_size == 0:
+        raise ImageReadError(p, "the file is empty")
+    try:
+        with Image.open(p) as im:
+            fmt = im.format
+            high = (fmt == "PNG" and _png_bit_depth(p) == 16 and im.mode in ("RGB", "RGBA")) or (
+                fmt == "TIFF" and im.mode in ("RGB", "RGBA") and _tiff_is_16_bit(im)
+            )
+            if high:
+                return _read_high_bit_depth(p)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            arr = _from_pil(im, p)
+    except UnidentifiedImageError:
+        raise ImageReadError(p, "not an image file (or an unsupported format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
+        raise ImageReadError(p, f"corrupt or truncated image ({exc})") from None
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(p, "the image has no pixels")
+    return np.ascontiguousarray(arr)
+
+
+def _tiff_is_16_bit(im: Image.Image) -> bool:
+    bits = getattr(im, "tag_v2", {}).get(258, (8,))
+    return max(bits if isinstance(bits, tuple) else (bits,)) == 16
+
+
+def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> None:
+    """Write ``H x W x C`` uint8/uint16 (C in {1, 3, 4}) atomically; the format comes from the suffix.
+
+    16-bit images need PNG or TIFF. JPEG gets ``quality``; WebP is written lossless.
+    """
+    from sr_deploy.artifacts import atomic_open
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"cannot write {p}: unknown image suffix {suffix!r} (use one of {IMAGE_SUFFIXES})")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"cannot write {p}: expected H x W x C with C in 1, 3, 4, got shape {img.shape}")
+    if img.dtype == np.uint16:
+        if suffix not in (".png", ".tif", ".tiff"):
+            raise ValueError(f"cannot write {p}: 16-bit images need a .png or .tif file")
+        import cv2
+
+        bgr = img[:, :, 0] if img.shape[2] == 1 else img[:, :, [2, 1, 0, 3][: img.shape[2]]]
+        ok, buf = cv2.imencode(suffix, np.ascontiguousarray(bgr))
+        if not ok:
+            raise OSError(f"cannot write {p}: OpenCV failed to encode the image")
+        with atomic_open(p) as fh:
+            fh.write(buf.tobytes())
+        return
+    if img.dtype != np.uint8:
+        raise ValueError(f"cannot write {p}: expected uint8 or uint16 pixels, got {img.dtype}")
+    if suffix in (".jpg", ".jpeg") and img.shape[2] == 4:
+        raise ValueError(f"cannot write {p}: JPEG has no alpha channel; use .png or .webp")
+    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
+           ".tiff": "TIFF", ".webp": "WEBP"}[suffix]
+    options: dict[str, object] = {"quality": quality} if fmt == "JPEG" else {}
+    if fmt == "WEBP":
+        options = {"lossless": True}
+    with atomic_open(p) as fh:
+        im.save(fh, format=fmt, **options)
+
+
+def max_value(img: np.ndarray) -> int:
+    """The white level of an integer image: 255 for uint8, 65535 for uint16."""
+    if img.dtype == np.uint8:
+        return 255
+    if img.dtype == np.uint16:
+        return 65535
+    raise ValueError(f"expected uint8 or uint16 pixels, got {img.dtype}")
+
+
+def to_float_rgb(img: np.ndarray) -> np.ndarray:
+    """``H x W x C`` uint8/uint16 -> ``H x W x 3`` float32 RGB in [0, 1] (grey replicated, alpha dropped)."""
+    x = img.astype(np.float32) / np.float32(max_value(img))
+    if x.shape[2] == 1:
+        return np.repeat(x, 3, axis=2)
+    return np.ascontiguousarray(x[:, :, :3])
+
+
+def to_uint(x: np.ndarray, dtype: type[np.unsignedinteger] | np.dtype = np.uint8) -> np.ndarray:
+    """Float image in [0, 1] -> integer image of ``dtype``: clipped, scaled and rounded (half to even)."""
+    peak = 255.0 if np.dtype(dtype) == np.uint8 else 65535.0
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * peak), 0, peak).astype(dtype)
+
+
+def hwc_to_nchw(x: np.ndarray) -> np.ndarray:
+    """``H x W x C`` float32 -> ``1 x C x H x W`` float32 (contiguous)."""
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def nchw_to_hwc(x: np.ndarray) -> np.ndarray:
+    """``1 x C x H x W`` -> ``H x W x C``."""
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected a 1 x C x H x W array, got shape {x.shape}")
+    return np.ascontiguousarray(x[0].transpose(1, 2, 0))
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files (by suffix, case-insensitive) directly in ``folder``, sorted by name."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"image folder {d} does not exist or is not a folder")
+    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

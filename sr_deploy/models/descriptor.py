@@ -1,0 +1,113 @@
+"""The model descriptor: what a model is and what it can do, carried by every artifact.
+
+Like spandrel's descriptors, callers read scale, value range, size rules, receptive field and
+supported precisions from here instead of guessing. It travels as JSON beside safetensors weights,
+in ONNX ``metadata_props`` and in TensorRT engine sidecars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+ARCHITECTURES = ("srresnet",)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """Architecture and I/O contract of an SR model.
+
+    Attributes:
+        architecture: ``"srresnet"`` (the SRGAN generator is the same network).
+        scale: upscaling factor (2, 4 or 8).
+        in_channels / out_channels: 3 (RGB).
+        num_features / num_blocks: SRResNet width and depth (paper: 64 / 16).
+        value_range: input and output value range, ``(0.0, 1.0)``: float32 RGB.
+        size_multiple: input height and width must be multiples of this (1: any size).
+        min_size: smallest input side in pixels.
+        precisions: precisions the model is meant to run in.
+        name: a human-readable name (e.g. ``srresnet-x4``); ``training``: free-form provenance.
+    """
+
+    architecture: str = "srresnet"
+    scale: int = 4
+    in_channels: int = 3
+    out_channels: int = 3
+    num_features: int = 64
+    num_blocks: int = 16
+    value_range: tuple[float, float] = (0.0, 1.0)
+    size_multiple: int = 1
+    min_size: int = 1
+    precisions: tuple[str, ...] = PRECISIONS
+    name: str = ""
+    training: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; known: {ARCHITECTURES}")
+        if self.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise ValueError(f"unknown precisions {bad}; known: {PRECISIONS}")
+
+    @property
+    def receptive_radius(self) -> int:
+        """Receptive-field halo in input (LR) pixels: how far an output pixel sees on each side.
+
+        Head 9x9 (4) + two 3x3 per block + trunk 3x3 (1) + one 3x3 per upsampler at its own
+        resolution + the 9x9 tail (4) at output resolution, rounded up. Tiles overlapping by at
+        least this much give exactly the whole-image result.
+        """
+        if self.architecture == "srresnet":
+            ups = int(math.log2(self.scale))
+            radius = 4 + 2 * self.num_blocks + 1 + sum(1 / 2**i for i in range(ups)) + 4 / self.scale
+            return math.ceil(radius)
+        raise AssertionError(self.architecture)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Output (height, width) for an input of (height, width)."""
+        return height * self.scale, width * self.scale
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ValueError if an input of this size breaks the model's size rules."""
+        if height < self.min_size or width < self.min_size:
+            raise ValueError(f"input {height}x{width} is smaller than the model's minimum {self.min_size}")
+        if height % self.size_multiple or width % self.size_multiple:
+            raise ValueError(f"input {height}x{width} is not a multiple of {self.size_multiple}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["value_range"] = list(self.value_range)
+        d["precisions"] = list(self.precisions)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelDescriptor:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "value_range" in kwargs:
+            kwargs["value_range"] = tuple(kwargs["value_range"])
+        if "precisions" in kwargs:
+            kwargs["precisions"] = tuple(kwargs["precisions"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelDescriptor:
+        return cls.from_dict(json.loads(text))
+
+
+def build_model(desc: ModelDescriptor) -> nn.Module:
+    """A freshly initialised network for ``desc``."""
+    from sr_deploy.models.srresnet import SRResNet
+
+    return SRResNet(desc.scale, desc.in_channels, desc.out_channels, desc.num_features, desc.num_blocks)

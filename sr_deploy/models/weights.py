@@ -1,0 +1,91 @@
+"""Saving and loading model weights safely.
+
+Released weights: ``NAME.safetensors`` plus ``NAME.json`` (the descriptor and metadata) beside it.
+Training checkpoints (``.pt``) are read with ``torch.load(weights_only=True)`` only; nothing is
+ever unpickled. Shipped models are addressed by name (``srresnet-x4``) through :mod:`.zoo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, library_versions, sha256_file
+from sr_deploy.models.descriptor import ModelDescriptor, build_model
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable or does not match its descriptor."""
+
+
+def save_weights(
+    model: torch.nn.Module, desc: ModelDescriptor, path: str | os.PathLike[str], **metadata: Any
+) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns the safetensors path."""
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        raise ValueError(f"released weights are written as .safetensors, got {p}")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()
+             if v.is_floating_point()}
+    atomic_write_bytes(p, save(state, metadata={"descriptor": desc.to_json()}))
+    sidecar = {"descriptor": desc.to_dict(), "sha256": sha256_file(p),
+               "versions": library_versions(), **metadata}
+    atomic_write_json(p.with_suffix(".json"), sidecar)
+    return p
+
+
+def _descriptor_for(p: Path, embedded: str | None) -> ModelDescriptor:
+    sidecar = p.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            return ModelDescriptor.from_dict(json.loads(sidecar.read_text())["descriptor"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise WeightsError(f"{sidecar}: not a valid sr-deploy weights config ({exc})") from None
+    if embedded:
+        return ModelDescriptor.from_json(embedded)
+    raise WeightsError(f"{p}: no descriptor (expected {sidecar.name} beside it)")
+
+
+def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelDescriptor]:
+    """Read weights and descriptor from a ``.safetensors`` file or a training checkpoint ``.pt``.
+
+    For a checkpoint the EMA weights are used when present. Raises :class:`WeightsError` with the
+    file name and the cause on any problem.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file {p} does not exist")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as fh:
+                embedded = (fh.metadata() or {}).get("descriptor")
+            return load_file(str(p)), _descriptor_for(p, embedded)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights {p}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or "descriptor" not in ckpt or "model" not in ckpt:
+        raise WeightsError(f"{p} is not an sr-deploy checkpoint (needs 'model' and 'descriptor' entries)")
+    state = ckpt.get("ema") or ckpt["model"]
+    return state, ModelDescriptor.from_json(ckpt["descriptor"])
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[
+    torch.nn.Module, ModelDescriptor
+]:
+    """Build the network described beside ``path``, load its weights, return it in eval mode."""
+    state, desc = read_state(path)
+    model = build_model(desc)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: weights do not match the descriptor {desc.to_json()}: {exc}") from None
+    return model.eval().to(device), desc
