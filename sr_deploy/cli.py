@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,7 +32,7 @@ def fail(message: str) -> typer.Exit:
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="'bicubic', a shipped model name, .safetensors/.pt weights or .onnx")],
-    data: Annotated[Optional[list[Path]], typer.Option(help="Folder(s) of HR images; default: embedded images")] = None,
+    data: Annotated[list[Path] | None, typer.Option(help="Folder(s) of HR images; default: embedded images")] = None,
     scale: Annotated[int, typer.Option(help="Upscaling factor (bicubic only; models carry their own)")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object to stdout")] = False,
 ) -> None:
@@ -69,6 +69,141 @@ def evaluate(
         table.add_row(row["name"], f"{row['psnr_y']:.2f}", f"{row['ssim_y']:.4f}")
     table.add_row("[bold]mean", f"[bold]{mean['psnr_y']:.2f}", f"[bold]{mean['ssim_y']:.4f}")
     Console().print(table)
+
+train_app = typer.Typer(help="Train SRResNet (MSE) or SRGAN (perceptual + adversarial) models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+DataOpt = Annotated[
+    list[Path] | None, typer.Option("--data", help="Training image folder (repeatable); default: embedded images")
+]
+ValOpt = Annotated[
+    list[Path] | None, typer.Option("--val", help="Validation HR folder (repeatable); default: embedded held-out")
+]
+
+
+def _train_config(**kw: object) -> object:
+    from sr_deploy.train.loop import TrainConfig
+
+    kw["data"] = [str(d) for d in kw["data"] or []]  # type: ignore[union-attr]
+    kw["val"] = [str(d) for d in kw["val"] or []]  # type: ignore[union-attr]
+    kw["out"] = str(kw["out"])
+    return TrainConfig(**kw)  # type: ignore[arg-type]
+
+
+def _run_trainer(trainer_cls: type, cfg: object, resume: bool, **extra: object) -> None:
+    try:
+        trainer = trainer_cls(cfg, resume=resume, log=console.print, **extra)
+        summary = trainer.run()
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    val = summary["best_val_psnr_y"] if summary["best_val_psnr_y"] > -1e9 else summary["last_val_psnr_y"]
+    console.print(f"done: step {summary['step']}, val Y-PSNR {val:.2f} dB (best kept), "
+                  f"{summary['seconds'] / 60:.1f} min of training on {summary['device']} ({summary['precision']}); "
+                  f"run folder {summary['run_dir']}")
+    if summary["stopped_by_signal"]:
+        console.print("stopped by a signal after saving the checkpoint; continue with --resume")
+        raise typer.Exit(130)
+
+
+@train_app.command("srresnet")
+def train_srresnet(
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoint.pt, best.safetensors, log.csv, curves.png)")],
+    data: DataOpt = None,
+    val: ValOpt = None,
+    scale: Annotated[int, typer.Option(help="2, 4 or 8")] = 4,
+    steps: Annotated[int, typer.Option(help="Total steps (raise it with --resume to train longer)")] = 100_000,
+    batch: Annotated[int, typer.Option(help="Batch size per process")] = 16,
+    patch: Annotated[int, typer.Option(help="HR patch size in pixels (multiple of scale)")] = 96,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-4,
+    schedule: Annotated[str, typer.Option(help="constant | cosine (to --steps)")] = "constant",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA)")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of every training patch")] = 0,
+    ema: Annotated[float, typer.Option(help="EMA decay (0 = off); EMA weights are validated and saved")] = 0.999,
+    log_every: Annotated[int, typer.Option(help="Steps per log row")] = 100,
+    val_every: Annotated[int, typer.Option(help="Steps between validations (multiple of --log-every)")] = 1000,
+    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    workers: Annotated[int, typer.Option(help="Data loader worker processes")] = 1,
+    num_features: Annotated[int, typer.Option(help="Width (paper: 64)")] = 64,
+    num_blocks: Annotated[int, typer.Option(help="Residual blocks (paper: 16)")] = 16,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights (e.g. a shipped model)")] = None,
+) -> None:
+    """Train SRResNet with pixel MSE. Resumable; multi-GPU/multi-node through torchrun.
+
+    Examples:
+
+      sr-deploy train srresnet --out runs/x4 --steps 2000
+
+      sr-deploy train srresnet --data DIR --val ../shared/datasets/Set5/HR --out runs/x4 --resume
+
+      torchrun --nproc-per-node 2 -m sr_deploy.cli train srresnet --out runs/ddp
+    """
+    from sr_deploy.train.srresnet import SRResNetTrainer
+
+    try:
+        cfg = _train_config(out=out, data=data, val=val, scale=scale, steps=steps, batch=batch, patch=patch,
+                            lr=lr, schedule=schedule, device=device, precision=precision, seed=seed, ema=ema,
+                            log_every=log_every, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
+                            num_features=num_features, num_blocks=num_blocks, init=str(init or ""))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _run_trainer(SRResNetTrainer, cfg, resume)
+
+@train_app.command("srgan")
+def train_srgan(
+    out: Annotated[Path, typer.Option(help="Run folder")],
+    init: Annotated[Path, typer.Option(help="SRResNet weights (.safetensors or checkpoint) for the generator")],
+    vgg_weights: Annotated[str, typer.Option(help="Local torchvision VGG19 file (vgg19-dcbb9e9d.pth)")],
+    data: DataOpt = None,
+    val: ValOpt = None,
+    scale: Annotated[int, typer.Option(help="Must match --init")] = 4,
+    steps: Annotated[int, typer.Option(help="Total optimisation steps")] = 100_000,
+    batch: Annotated[int, typer.Option(help="Batch size per process")] = 16,
+    patch: Annotated[int, typer.Option(help="HR patch size (>= 16 for the discriminator)")] = 96,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of G and D")] = 1e-4,
+    schedule: Annotated[str, typer.Option(help="constant | cosine")] = "constant",
+    vgg_layer: Annotated[str, typer.Option(help="phi_i,j as 'i,j': 5,4 (paper) or 2,2")] = "5,4",
+    adv_weight: Annotated[float, typer.Option(help="Weight of the adversarial loss")] = 1e-3,
+    allow_random_vgg: Annotated[bool, typer.Option(help="Allow --vgg-weights random (tests only)")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    ema: Annotated[float, typer.Option(help="EMA decay (0 = off)")] = 0.999,
+    log_every: Annotated[int, typer.Option(help="Steps per log row")] = 100,
+    val_every: Annotated[int, typer.Option(help="Steps between validations")] = 1000,
+    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    workers: Annotated[int, typer.Option(help="Data loader workers")] = 1,
+    num_features: Annotated[int, typer.Option(help="Must match --init")] = 64,
+    num_blocks: Annotated[int, typer.Option(help="Must match --init")] = 16,
+) -> None:
+    """Train SRGAN from SRResNet weights (VGG19 phi_5,4 MSE + 1e-3 adversarial).
+
+    Pretrained VGG19 cannot be downloaded at run time: pass torchvision's file
+    (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) from a local path.
+
+    Example:
+
+      sr-deploy train srgan --init runs/x4/best.safetensors --vgg-weights ~/vgg19-dcbb9e9d.pth --out runs/gan
+    """
+    from sr_deploy.train.srgan import RANDOM_VGG, SRGANTrainer
+
+    if vgg_weights == RANDOM_VGG and not allow_random_vgg:
+        raise fail("--vgg-weights random makes the perceptual loss meaningless; it is for tests only and needs "
+                   "--allow-random-vgg")
+    try:
+        layer = tuple(int(v) for v in vgg_layer.split(","))
+        if len(layer) != 2:
+            raise ValueError(f"--vgg-layer must be 'i,j', got {vgg_layer!r}")
+        cfg = _train_config(out=out, data=data, val=val, scale=scale, steps=steps, batch=batch, patch=patch,
+                            lr=lr, schedule=schedule, device=device, precision=precision, seed=seed, ema=ema,
+                            log_every=log_every, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
+                            num_features=num_features, num_blocks=num_blocks, init=str(init))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _run_trainer(SRGANTrainer, cfg, resume, vgg_weights=vgg_weights, vgg_layer=layer,
+                 adv_weight=adv_weight)
 
 
 def main() -> None:
