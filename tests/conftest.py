@@ -1,0 +1,25 @@
+"""Shared fixtures. Keep this small: only what several test modules need."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The shared real-image datasets folder (``Set5/HR``, ``Set14/HR``, ``train/T91`` ...).
+
+    ``$SR_DEPLOY_DATASETS`` when set, else ``shared/datasets`` beside the repository. Tests that
+    use it are skipped, with the reason, when the folder is absent (the suite must pass without it).
+    """
+    env = os.environ.get("SR_DEPLOY_DATASETS")
+    folder = Path(env) if env else (REPO_ROOT / "../shared/datasets").resolve()
+    if not folder.is_dir():
+        source = "$SR_DEPLOY_DATASETS" if env else "the default location"
+        pytest.skip(f"real-image datasets not found at {folder} ({source}); set SR_DEPLOY_DATASETS to run")
+    return folder

@@ -1,0 +1,145 @@
+"""The shared training loop: real optimisation, checkpoints, exact resume, kill -9, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from sr_deploy.models import load_weights
+from sr_deploy.train.checkpoint import load_checkpoint
+from sr_deploy.train.loop import TrainConfig, resolve_precision
+from sr_deploy.train.srresnet import SRResNetTrainer
+from tests.train.conftest import TINY_ARGS
+
+LOSS_COLUMNS = ["step", "loss"]
+
+
+def _losses(run: Path) -> pl.DataFrame:
+    return pl.read_csv(run / "log.csv").select(LOSS_COLUMNS)
+
+
+def test_steps_lower_the_loss_on_a_real_batch(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    trainer = SRResNetTrainer(tiny_config(tmp_path / "r", ema=0.0))
+    loader = trainer._prepare_data()
+    lr, hr = next(iter(loader))
+    before = trainer.train_step(lr, hr)["loss"]
+    for _ in range(2):
+        trainer.train_step(lr, hr)
+    with torch.no_grad():
+        after = float(torch.nn.functional.mse_loss(trainer.model(lr), hr))
+    assert after < before
+
+
+def test_run_writes_checkpoint_weights_and_logs(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    summary = SRResNetTrainer(tiny_config(run)).run()
+    assert summary["step"] == 6 and not summary["stopped_by_signal"]
+    for name in ("checkpoint.pt", "best.safetensors", "best.json", "last.safetensors", "log.csv", "curves.png",
+                 "config.json"):
+        assert (run / name).is_file(), name
+    log = pl.read_csv(run / "log.csv")
+    assert log["step"].to_list() == [1, 2, 3, 4, 5, 6]
+    assert log.filter(pl.col("val_psnr_y").is_not_null())["step"].to_list() == [3, 6]
+    model, desc = load_weights(run / "best.safetensors")
+    assert desc.num_blocks == 2 and desc.scale == 4
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["step"] == 6 and ckpt["ema"] is not None
+
+
+def test_resume_continues_exactly(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    SRResNetTrainer(tiny_config(tmp_path / "full")).run()
+    SRResNetTrainer(tiny_config(tmp_path / "split", steps=3)).run()
+    summary = SRResNetTrainer(tiny_config(tmp_path / "split"), resume=True).run()
+    assert summary["step"] == 6
+    assert _losses(tmp_path / "split").equals(_losses(tmp_path / "full"))
+    full, _ = load_weights(tmp_path / "full" / "last.safetensors")
+    split, _ = load_weights(tmp_path / "split" / "last.safetensors")
+    for (name, a), b in zip(full.state_dict().items(), split.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_existing_run_needs_resume(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    SRResNetTrainer(tiny_config(tmp_path / "r", steps=3)).run()
+    with pytest.raises(ValueError, match="--resume"):
+        SRResNetTrainer(tiny_config(tmp_path / "r"))
+
+
+def test_resume_refuses_a_different_model(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    SRResNetTrainer(tiny_config(tmp_path / "r", steps=3)).run()
+    with pytest.raises(ValueError, match="differs"):
+        SRResNetTrainer(tiny_config(tmp_path / "r", num_blocks=3), resume=True)
+
+
+def test_sigterm_saves_a_checkpoint_then_resume_finishes(tiny_config: Callable[..., TrainConfig],
+                                                         tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    trainer = SRResNetTrainer(tiny_config(run, steps=50, ckpt_every=1000))
+    original = trainer.train_step
+
+    def step_then_signal(lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        out = original(lr, hr)
+        if trainer.step == 1:  # the loop increments after this returns: stop after step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer.train_step = step_then_signal  # type: ignore[method-assign]
+    summary = trainer.run()
+    assert summary["stopped_by_signal"] and summary["step"] == 2
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
+    assert SRResNetTrainer(tiny_config(run, steps=4), resume=True).run()["step"] == 4
+
+
+def _cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "sr_deploy.cli", *args]
+
+
+def test_kill_9_mid_training_then_resume(tiny_folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """A real subprocess killed with SIGKILL: the checkpoint is intact and resume matches a clean run."""
+    train, val = tiny_folders
+    common = ["train", "srresnet", "--data", str(train), "--val", str(val), *TINY_ARGS]
+    common[common.index("--steps") + 1] = "400"
+    common[common.index("--ckpt-every") + 1] = "2"
+    common[common.index("--val-every") + 1] = "1000"
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cli([*common, "--out", str(run)]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "checkpoint.pt").exists() and load_checkpoint(run / "checkpoint.pt")["step"] >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = load_checkpoint(run / "checkpoint.pt")
+    killed_at = state["step"]
+    assert killed_at >= 4 and killed_at % 2 == 0
+    target = killed_at + 4
+    common[common.index("--steps") + 1] = str(target)
+    done = subprocess.run(_cli([*common, "--out", str(run), "--resume"]), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    reference = tmp_path / "reference"
+    ref = subprocess.run(_cli([*common, "--out", str(reference)]), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    assert _losses(run).equals(_losses(reference))
+
+
+def test_precision_resolution() -> None:
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="fp16 training needs CUDA"):
+        resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("bad", [dict(precision="fp8"), dict(schedule="linear"), dict(ema=1.0), dict(steps=0)])
+def test_bad_config_is_refused(bad: dict[str, object], tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(out=str(tmp_path), **bad)  # type: ignore[arg-type]
