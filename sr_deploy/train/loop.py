@@ -109,6 +109,13 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C/SIGTERM (sent to the whole process group): the main process
+    handles them, saves a checkpoint and shuts the workers down itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class Trainer:
     """Base trainer. Subclasses set ``kind`` and implement :meth:`train_step`."""
 
@@ -268,7 +275,7 @@ class Trainer:
         workers = self.cfg.workers
         return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                           prefetch_factor=4 if workers else None, persistent_workers=False,
-                          pin_memory=self.device.startswith("cuda"))
+                          pin_memory=self.device.startswith("cuda"), worker_init_fn=_ignore_stop_signals)
 
     def run(self) -> dict[str, Any]:
         """Train until ``cfg.steps`` (or a stop signal); returns a summary dict."""

@@ -143,3 +143,23 @@ def test_precision_resolution() -> None:
 def test_bad_config_is_refused(bad: dict[str, object], tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         TrainConfig(out=str(tmp_path), **bad)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_to_the_process_group_with_loader_workers_saves_a_checkpoint(tiny_folders: tuple[Path, Path],
+                                                                            tmp_path: Path) -> None:
+    """Ctrl-C reaches the loader workers too; the run must still save and exit cleanly (code 130)."""
+    train, val = tiny_folders
+    args = ["train", "srresnet", "--data", str(train), "--val", str(val), *TINY_ARGS, "--out", str(tmp_path / "r")]
+    for flag, value in (("--steps", "100000"), ("--workers", "1"), ("--ckpt-every", "100000"),
+                        ("--val-every", "100000"), ("--log-every", "100000")):
+        args[args.index(flag) + 1] = value
+    proc = subprocess.Popen(_cli(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "r" / "config.json").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # a few training steps
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] >= 1
