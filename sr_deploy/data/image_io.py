@@ -81,8 +81,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             if high:
                 return _read_high_bit_depth(p)
             im.load()
-            im = ImageOps.exif_transpose(im)
-            arr = _from_pil(im, p)
+            arr = _from_pil(ImageOps.exif_transpose(im), p)
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image file (or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -102,7 +101,8 @@ def _tiff_is_16_bit(im: Image.Image) -> bool:
 def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> None:
     """Write ``H x W x C`` uint8/uint16 (C in {1, 3, 4}) atomically; the format comes from the suffix.
 
-    16-bit images need PNG or TIFF. JPEG gets ``quality``; WebP is written lossless.
+    16-bit images need PNG or TIFF; RGBA needs PNG, TIFF or WebP. JPEG gets ``quality``; WebP is
+    written lossless (WebP has no grey mode: grey images read back as three equal channels).
     """
     from sr_deploy.artifacts import atomic_open
 
@@ -128,14 +128,14 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
         return
     if img.dtype != np.uint8:
         raise ValueError(f"cannot write {p}: expected uint8 or uint16 pixels, got {img.dtype}")
-    if suffix in (".jpg", ".jpeg") and img.shape[2] == 4:
-        raise ValueError(f"cannot write {p}: JPEG has no alpha channel; use .png or .webp")
+    if suffix in (".jpg", ".jpeg", ".bmp") and img.shape[2] == 4:
+        raise ValueError(f"cannot write {p}: {suffix[1:].upper()} keeps no alpha channel; use .png, .tif or .webp")
     im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
            ".tiff": "TIFF", ".webp": "WEBP"}[suffix]
     options: dict[str, object] = {"quality": quality} if fmt == "JPEG" else {}
     if fmt == "WEBP":
-        options = {"lossless": True}
+        options = {"lossless": True, "exact": True}  # exact: keep RGB under transparent pixels
     with atomic_open(p) as fh:
         im.save(fh, format=fmt, **options)
 

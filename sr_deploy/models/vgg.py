@@ -48,6 +48,9 @@ class VGGFeatureExtractor(nn.Module):
     ``forward``: ``N x 3 x H x W`` in [0, 1] -> ``N x C x H/2^(i-1) x W/2^(i-1)``. Frozen (no grad).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, layer: tuple[int, int] = (5, 4)) -> None:
         super().__init__()
         self.layer = layer

@@ -75,7 +75,11 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], M
     if not isinstance(ckpt, dict) or "descriptor" not in ckpt or "model" not in ckpt:
         raise WeightsError(f"{p} is not an sr-deploy checkpoint (needs 'model' and 'descriptor' entries)")
     state = ckpt.get("ema") or ckpt["model"]
-    return state, ModelDescriptor.from_json(ckpt["descriptor"])
+    try:
+        desc = ModelDescriptor.from_json(ckpt["descriptor"])
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{p}: invalid descriptor in the checkpoint ({exc})") from None
+    return state, desc
 
 
 def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[

@@ -1,0 +1,71 @@
+"""Atomic writes, hashes and provenance metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from sr_deploy import __version__
+from sr_deploy.artifacts import atomic_open, atomic_write_bytes, atomic_write_json, library_versions, sha256_file
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_bytes_creates_parents_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "out.bin"
+    atomic_write_bytes(path, b"first")
+    assert path.read_bytes() == b"first"
+    atomic_write_bytes(path, b"second version")
+    assert path.read_bytes() == b"second version"
+    assert not leftovers(path.parent)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="crash"), atomic_open(path, "w") as fh:
+        fh.write("half of the new con")
+        raise RuntimeError("crash while writing")
+    assert path.read_text() == "old"
+    assert not leftovers(tmp_path)
+
+
+def test_failed_first_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), atomic_open(tmp_path / "new.bin") as fh:
+        fh.write(b"x")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_json(tmp_path: Path) -> None:
+    path = tmp_path / "meta.json"
+    atomic_write_json(path, {"b": 1, "a": [1.5, "x"], "c": {"z": None, "y": True}})
+    text = path.read_text()
+    assert json.loads(text) == {"a": [1.5, "x"], "b": 1, "c": {"y": True, "z": None}}
+    assert text.index('"a"') < text.index('"b"') < text.index('"c"') and text.endswith("\n")
+
+
+def test_sha256_file(tmp_path: Path) -> None:
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    # FIPS 180-2 test vector
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    data = bytes(range(256)) * 5000  # larger than the chunk below: exercises the loop
+    path.write_bytes(data)
+    assert sha256_file(path, chunk=4096) == hashlib.sha256(data).hexdigest()
+
+
+def test_library_versions() -> None:
+    import numpy
+    import torch
+
+    versions = library_versions()
+    assert versions["sr-deploy"] == __version__
+    assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"] == torch.__version__
+    assert versions["numpy"] == numpy.__version__
+    assert versions["python"].count(".") == 2

@@ -1,0 +1,83 @@
+"""The ``evaluate`` command end to end (Typer's CliRunner: real files, real images, stdout kept apart)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sr_deploy.cli import app
+from sr_deploy.data import embedded_images, write_image
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "evaluate" in result.stdout
+
+
+def test_evaluate_bicubic_json_on_embedded_images() -> None:
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--json"])
+    assert result.exit_code == 0, result.stderr
+    obj = json.loads(result.stdout)  # exactly one JSON document, nothing else on stdout
+    assert set(obj) == {"model", "scale", "images", "mean"}
+    assert obj["model"] == "bicubic" and obj["scale"] == 4
+    assert [row["name"] for row in obj["images"]] == [p.stem for p in embedded_images("eval")]
+    for row in obj["images"]:
+        assert set(row) == {"name", "psnr_y", "ssim_y"}
+        assert 15 < row["psnr_y"] < 45 and 0.2 < row["ssim_y"] < 1
+    assert set(obj["mean"]) == {"psnr_y", "ssim_y"}
+    for key in ("psnr_y", "ssim_y"):
+        assert obj["mean"][key] == np.mean([row[key] for row in obj["images"]])
+
+
+def test_evaluate_scale_and_folder(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:64, 0:48]
+    write_image(tmp_path / "ramp.png", np.stack([x * 5, y * 3, (x + y) * 2], axis=2).astype(np.uint8))
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--scale", "2", "--data", str(tmp_path),
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    obj = json.loads(result.stdout)
+    assert obj["scale"] == 2 and [row["name"] for row in obj["images"]] == ["ramp"]
+
+
+def test_evaluate_table_output() -> None:
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic"])
+    assert result.exit_code == 0
+    for path in embedded_images("eval"):
+        assert path.stem in result.stdout
+    assert "mean" in result.stdout
+
+
+def test_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing to see")
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json"])
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert "contains no images" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_folder_with_only_unreadable_images(tmp_path: Path) -> None:
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json"])
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert "cannot read image" in result.stderr and "broken.png" in result.stderr
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / ("a-folder-name-long-enough-to-push-the-message-past-eighty-columns-" * 2)
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(missing)])
+    assert result.exit_code != 0
+    assert str(missing) in result.stderr  # not wrapped mid-path: it can be copied from the terminal
+    assert "does not exist" in result.stderr
+
+
+def test_unknown_model() -> None:
+    result = runner.invoke(app, ["evaluate", "--model", "no-such-model-x4", "--json"])
+    assert result.exit_code != 0
+    assert "no-such-model-x4" in result.stderr
