@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ def _root() -> None:
 
 def fail(message: str) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise (code 2)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths stay whole
     return typer.Exit(2)
 
 
@@ -204,6 +205,49 @@ def train_srgan(
         raise fail(str(exc)) from None
     _run_trainer(SRGANTrainer, cfg, resume, vgg_weights=vgg_weights, vgg_layer=layer,
                  adv_weight=adv_weight)
+
+
+@app.command()
+def build(
+    onnx: Annotated[Path, typer.Argument(help="sr-deploy ONNX file (fp32, fp16 or Q/DQ int8 graph)")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Engine file to write")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Engine cache folder (names derived from the request)")] = None,
+    min_shape: Annotated[str | None, typer.Option("--min", help="Smallest input NxCxHxW, e.g. 1x3x32x32")] = None,
+    opt_shape: Annotated[str | None, typer.Option("--opt", help="Input shape to tune for, e.g. 1x3x256x256")] = None,
+    max_shape: Annotated[str | None, typer.Option("--max", help="Largest input, e.g. 4x3x720x1280")] = None,
+    profiles: Annotated[list[str] | None, typer.Option(help="MIN:OPT:MAX profile (repeatable)")] = None,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, reused and updated")] = None,
+    opt_level: Annotated[int, typer.Option(help="Builder optimization level 0-5")] = 3,
+    workspace: Annotated[float | None, typer.Option(help="Workspace limit in GiB")] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Engine runs on later TensorRT of the same major")] = False,
+    hardware_compat: Annotated[str, typer.Option(help="none | same-cc | ampere+")] = "none",
+    force: Annotated[bool, typer.Option(help="Rebuild even if an up-to-date engine exists")] = False,
+) -> None:
+    """Build a strongly typed TensorRT engine (precision from the ONNX) with a metadata sidecar.
+
+    Examples:
+
+      sr-deploy build model.onnx -o model.engine --min 1x3x32x32 --opt 1x3x256x256 --max 4x3x720x1280
+
+      sr-deploy build model-fp16.onnx --cache-dir engines --timing-cache engines/timing.cache
+    """
+    from sr_deploy.export.engine_meta import BuildOptions
+    from sr_deploy.export.metadata import load_sr_onnx
+    from sr_deploy.export.profiles import plan_profiles
+    from sr_deploy.export.tensorrt import build_engine
+    from sr_deploy.runtime.base import BackendUnavailable
+
+    try:
+        _, desc = load_sr_onnx(onnx, precision=None)
+        options = BuildOptions(plan_profiles(desc, min_shape, opt_shape, max_shape, profiles), opt_level,
+                               workspace, version_compatible, hardware_compat)
+        result = build_engine(onnx, output, options, timing_cache=timing_cache, cache_dir=cache_dir,
+                              force=force, log=console.print)
+    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    verb = "reused" if result.reused else f"built in {result.metadata.build_seconds:.1f} s"
+    console.print(f"{result.engine} ({result.metadata.precision}, TensorRT {result.metadata.tensorrt_version}, "
+                  f"{result.metadata.gpu.name}): {verb}")
 
 
 def main() -> None:

@@ -14,5 +14,7 @@ if ! python -c "import sr_deploy, pytest, mypy, ruff, onnxruntime" 2>/dev/null; 
 fi
 echo "== ruff"
 ruff check sr_deploy tests benchmarks
+echo "== typecheck (TensorRT API stubs)"
+bash tests/typecheck_tensorrt.sh
 echo "== pytest"
 python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"

@@ -1,8 +1,15 @@
-"""PyTorch backend: the reference (fp32) and a production option (channels_last, bf16/fp16)."""
+"""PyTorch backend: the reference (fp32) and a production option.
+
+Production options: ``channels_last`` (NHWC memory format: oneDNN on CPU, tensor cores on CUDA),
+bf16 autocast (CPUs with AVX-512 BF16/AMX, or CUDA), fp16 autocast (CUDA only) and CUDA graphs
+(CUDA only: each input shape is captured once and replayed, removing per-layer launch overhead).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -13,11 +20,50 @@ from sr_deploy.runtime.base import BackendUnavailable, Upscaler
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TorchUpscaler(Upscaler):
-    """Runs an SR ``nn.Module`` under ``torch.inference_mode``.
+class _CudaGraphs:
+    """One CUDA graph per input shape, with its static input and output tensors.
 
-    ``precision``: ``fp32`` (the reference), ``bf16`` (autocast; CPU with AVX-512 BF16 or CUDA) or
-    ``fp16`` (CUDA only). ``channels_last`` uses NHWC memory format (faster on CPU and tensor cores).
+    The static tensors are shared state, so replays are serialised by a lock and the result is
+    cloned and synchronised before the lock is released (threads may run on different streams).
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._forward = forward
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        static_in = x.clone()
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside the graph: cuDNN algorithm choice, allocator pools
+                self._forward(static_in)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._forward(static_in)
+        return graph, static_in, static_out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            entry = self._graphs.get(tuple(x.shape))
+            if entry is None:
+                entry = self._graphs[tuple(x.shape)] = self._capture(x)
+            graph, static_in, static_out = entry
+            static_in.copy_(x)
+            graph.replay()
+            out = static_out.clone()
+            torch.cuda.current_stream(x.device).synchronize()
+            return out
+
+
+class TorchUpscaler(Upscaler):
+    """Runs an SR ``nn.Module`` under ``torch.inference_mode``; safe to share between threads.
+
+    ``precision``: ``fp32`` (the reference), ``bf16`` (autocast; CPU or CUDA) or ``fp16`` (autocast,
+    CUDA only). ``channels_last``: NHWC memory format. ``cuda_graphs``: capture and replay one CUDA
+    graph per input shape (CUDA only; keep the set of shapes small, e.g. by tiling).
     """
 
     def __init__(
@@ -27,33 +73,46 @@ class TorchUpscaler(Upscaler):
         device: str = "cpu",
         precision: str = "fp32",
         channels_last: bool = False,
+        cuda_graphs: bool = False,
         name: str | None = None,
     ) -> None:
         if precision not in _DTYPES:
             raise BackendUnavailable(f"torch backend supports {sorted(_DTYPES)}, not {precision!r}")
-        if precision == "fp16" and not device.startswith("cuda"):
+        on_cuda = device.startswith("cuda")
+        if precision == "fp16" and not on_cuda:
             raise BackendUnavailable("torch fp16 needs a CUDA device (CPUs here have no fp16 kernels)")
+        if cuda_graphs and not on_cuda:
+            raise BackendUnavailable("CUDA graphs need a CUDA device")
+        if on_cuda and not torch.cuda.is_available():
+            raise BackendUnavailable(f"device {device!r} requested but torch sees no CUDA device "
+                                     f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
         self.model = model.eval().to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.desc, self.scale = desc, desc.scale
         self.device, self.precision, self.channels_last = device, precision, channels_last
-        suffix = "+channels_last" if channels_last else ""
+        self._graphs = _CudaGraphs(self._forward) if cuda_graphs else None
+        suffix = ("+channels_last" if channels_last else "") + ("+cudagraph" if cuda_graphs else "")
         self.name = name or f"torch-{precision}{suffix}"
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-        return torch.autocast(device_type, dtype=_DTYPES[self.precision])
+        # no weight-cast cache: it is per context anyway, and CUDA graph capture forbids it
+        return torch.autocast(device_type, dtype=_DTYPES[self.precision], cache_enabled=False)
 
-    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Tensor in, tensor out (same device), float32."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
             return self.model(x).float()
 
+    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """``N x 3 x H x W`` tensor (any device) -> float32 ``N x 3 x sH x sW`` on this upscaler's device."""
+        x = x.to(self.device, torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self._forward(x) if self._graphs is None else self._graphs(x)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device)
-        return self.run_tensor(x).cpu().contiguous().numpy()
+        return self.run_tensor(torch.from_numpy(batch)).cpu().contiguous().numpy()

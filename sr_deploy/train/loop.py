@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from sr_deploy.artifacts import atomic_write_json
 from sr_deploy.bench.accuracy import score, super_resolve_pair
 from sr_deploy.data.datasets import collect_images, make_eval_pair
+from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
 from sr_deploy.models.weights import read_state, save_weights
 from sr_deploy.runtime.torch_backend import TorchUpscaler
@@ -87,15 +88,6 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return device
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this x86 CPU has native bf16 dot products (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, device: str) -> str:

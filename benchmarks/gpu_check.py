@@ -1,0 +1,372 @@
+"""One-shot GPU check: every GPU inference path of sr-deploy, its parity against PyTorch fp32 and its latency.
+
+Meant for one run on a GPU machine without a package registry (e.g. Python 3.12, torch CUDA,
+onnx, CPU onnxruntime): wheels it needs beyond that (tensorrt, cuda-bindings, onnxruntime-gpu,
+polars ...) are carried in a folder given with ``--wheels``. It
+
+1. installs every wheel in ``--wheels`` (``pip --no-index``), reporting what failed;
+2. makes a model (``--model`` weights, else random SRResNet weights: parity and speed only);
+3. exports ONNX fp32/fp16/int8 through the CLI (``sr-deploy export onnx|fp16|int8``) when a path
+   that runs ONNX on the GPU is available;
+4. builds TensorRT engines (``sr_deploy.export.tensorrt.build_engine``) when TensorRT works;
+5. runs parity (PSNR / max-abs vs torch fp32) and latency for: TensorRT (numpy and zero-copy CUDA
+   arrays, CUDA graphs), ONNX Runtime CUDA EP, torch CUDA fp32/fp16/channels_last/CUDA graphs;
+6. writes ``results.json`` and ``results.csv`` (polars) into ``--out`` and prints one line per path,
+   ``not available: <reason>`` for those that cannot run.
+
+On a machine without a GPU it still runs and reports every GPU path as not available.
+
+    python benchmarks/gpu_check.py --out gpu-check [--wheels wheels/] [--model weights.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+#: The export CLI, as ``sr-deploy export --help`` documents it ({...} filled in here).
+EXPORT_COMMANDS = {
+    "fp32": ["export", "onnx", "{weights}", "-o", "{out}"],
+    "fp16": ["export", "fp16", "{fp32}", "-o", "{out}"],
+    "int8": ["export", "int8", "{fp32}", "-o", "{out}"],
+}
+
+
+@dataclass
+class PathResult:
+    """One inference path: ``status`` is ``ok``, ``not available`` or ``failed`` (then ``reason``)."""
+
+    path: str
+    status: str
+    reason: str = ""
+    psnr_db: float | None = None
+    max_abs: float | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    shape: str = ""
+
+
+class Unavailable(Exception):
+    """This path cannot run here (the message says why)."""
+
+
+def install_wheels(folder: Path) -> dict[str, str]:
+    """``pip install --no-index`` every wheel in ``folder`` (one pip call each: one failure stops none)."""
+    status = {}
+    for wheel in sorted(folder.glob("*.whl")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(folder), "--no-deps",
+             str(wheel)],
+            capture_output=True, text=True,
+        )
+        status[wheel.name] = "installed" if proc.returncode == 0 else f"failed: {proc.stderr.strip()[-300:]}"
+    return status
+
+
+def environment() -> dict[str, Any]:
+    """Python, library versions, torch CUDA and the GPU."""
+    import torch
+
+    from sr_deploy.artifacts import library_versions
+
+    env: dict[str, Any] = {"python": platform.python_version(), "libraries": library_versions(),
+                           "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["compute_capability"] = list(torch.cuda.get_device_capability(0))
+    return env
+
+
+def make_weights(args: argparse.Namespace, out: Path) -> Path:
+    """``--model`` if given, else random SRResNet weights saved as safetensors in ``out``."""
+    if args.model:
+        return Path(args.model)
+    import torch
+
+    from sr_deploy.models.descriptor import ModelDescriptor, build_model
+    from sr_deploy.models.weights import save_weights
+
+    torch.manual_seed(0)
+    desc = ModelDescriptor(scale=4, num_blocks=args.num_blocks, num_features=args.num_features, name="random-srresnet")
+    return save_weights(build_model(desc), desc, out / "random-srresnet.safetensors", note="random weights")
+
+
+def export_onnx(weights: Path, out: Path) -> dict[str, Path | str]:
+    """The three ONNX exports through the CLI; a precision maps to its file or to why it failed."""
+    files: dict[str, Path | str] = {}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    fp32 = out / "model-fp32.onnx"
+    for precision, template in EXPORT_COMMANDS.items():
+        target = out / f"model-{precision}.onnx"
+        if precision != "fp32" and not isinstance(files.get("fp32"), Path):
+            files[precision] = "needs the fp32 export"
+            continue
+        cmd = [a.format(weights=weights, fp32=fp32, out=target) for a in template]
+        proc = subprocess.run([sys.executable, "-m", "sr_deploy.cli", *cmd], capture_output=True, text=True, env=env)
+        ok = proc.returncode == 0 and target.is_file()
+        tail = (proc.stderr or proc.stdout).strip()[-400:]
+        files[precision] = target if ok else f"`sr-deploy {' '.join(cmd)}` failed: {tail}"
+    return files
+
+
+def reason_or_none(check: Callable[[], object]) -> str | None:
+    try:
+        check()
+    except Exception as exc:  # every failure here is a reason the path cannot run
+        return str(exc) if type(exc).__name__ == "BackendUnavailable" else f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def cuda_reason() -> str | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device (torch CUDA build: {torch.version.cuda})"
+    return None
+
+
+def ort_cuda_reason() -> str | None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (needs onnxruntime-gpu)"
+    return cuda_reason()
+
+
+def tensorrt_reason() -> str | None:
+    from sr_deploy.runtime.trt_env import require_tensorrt
+
+    return reason_or_none(lambda: require_tensorrt(builder=True))
+
+
+def compare(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """(PSNR in dB of ``out`` vs ``ref`` on [0, 1] RGB, max absolute difference)."""
+    from sr_deploy.metrics import psnr
+
+    a, b = np.clip(ref, 0, 1)[0].transpose(1, 2, 0), np.clip(out, 0, 1)[0].transpose(1, 2, 0)
+    return float(psnr(a.astype(np.float64), b.astype(np.float64))), float(np.abs(ref - out).max())
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None], warmup: int, runs: int) -> tuple[float, float]:
+    """(median, p90) wall time of ``fn`` in ms, synchronising the GPU after each call."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+
+
+def lr_batch(size: int) -> np.ndarray:
+    """A real photo (scikit-image's bundled images), cropped to ``size`` x ``size``, 1 x 3 x H x W in [0, 1]."""
+    from sr_deploy.data.datasets import embedded_images
+    from sr_deploy.data.image_io import hwc_to_nchw, read_image, to_float_rgb
+
+    img = to_float_rgb(read_image(embedded_images("eval")[0]))[:size, :size]
+    return np.ascontiguousarray(hwc_to_nchw(img), dtype=np.float32)
+
+
+def run_checks(args: argparse.Namespace) -> tuple[dict[str, Any], list[PathResult]]:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {}
+    if args.wheels:
+        report["wheels"] = install_wheels(Path(args.wheels))
+    report["environment"] = environment()
+    results: list[PathResult] = []
+    x = lr_batch(args.size)
+    shape = "x".join(map(str, x.shape))
+
+    import torch
+
+    from sr_deploy.models.weights import load_weights
+    from sr_deploy.runtime.torch_backend import TorchUpscaler
+
+    weights = make_weights(args, out)
+    report["weights"] = str(weights)
+    cuda = cuda_reason()
+    device = "cuda" if cuda is None else "cpu"
+    net, desc = load_weights(weights, device)
+    reference = TorchUpscaler(net, desc, device=device).run(x)
+    report["reference"] = f"torch fp32 on {device}"
+    sync = torch.cuda.synchronize if cuda is None else (lambda: None)
+
+    def measure(name: str, run: Callable[[], np.ndarray] | None, reason: str | None = None) -> None:
+        if reason is not None or run is None:
+            results.append(PathResult(name, "not available", reason, shape=shape))
+            return
+        try:
+            y = run()
+            psnr_db, max_abs = compare(reference, y)
+            med, p90 = timed(run, sync, args.warmup, args.runs)
+            results.append(PathResult(name, "ok", "", psnr_db, max_abs, med, p90, shape))
+        except Unavailable as exc:
+            results.append(PathResult(name, "not available", str(exc), shape=shape))
+        except Exception as exc:  # a path that should run but breaks is reported, not fatal
+            results.append(PathResult(name, "failed", f"{type(exc).__name__}: {exc}", shape=shape))
+            traceback.print_exc()
+
+    # -- torch CUDA ---------------------------------------------------------------------------
+    for precision, channels_last in (("fp32", False), ("fp16", False), ("fp32", True), ("fp16", True)):
+        name = f"torch-cuda-{precision}" + ("+channels_last" if channels_last else "")
+        if cuda is not None:
+            measure(name, None, cuda)
+            continue
+        up = TorchUpscaler(copy.deepcopy(net), desc, device="cuda", precision=precision, channels_last=channels_last)
+        measure(name, lambda up=up: up.run(x))  # type: ignore[misc]
+    measure("torch-cuda-fp16+cudagraph", torch_cuda_graph(net, x) if cuda is None else None, cuda)
+
+    # -- ONNX exports, ONNX Runtime CUDA, TensorRT ----------------------------------------------
+    ort_reason, trt_reason = ort_cuda_reason(), tensorrt_reason()
+    report["tensorrt"] = trt_reason or "available"
+    exports: dict[str, Path | str] = {}
+    if ort_reason is None or trt_reason is None:
+        exports = export_onnx(weights, out)
+    report["exports"] = {k: str(v) for k, v in exports.items()}
+    for precision in ("fp32", "fp16", "int8"):
+        onnx_file = exports.get(precision)
+        missing = ort_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
+        run_ort = ort_runner(onnx_file) if missing is None and isinstance(onnx_file, Path) else None
+        measure(f"onnxruntime-cuda-{precision}", (lambda r=run_ort: r(x)) if run_ort else None, missing)  # type: ignore[misc]
+    for precision in ("fp32", "fp16", "int8"):
+        onnx_file = exports.get(precision)
+        missing = trt_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
+        names = (f"tensorrt-{precision}", f"tensorrt-{precision}+cudagraph", f"tensorrt-{precision}-zero-copy")
+        if missing is not None or not isinstance(onnx_file, Path):
+            for name in names:
+                measure(name, None, missing)
+            continue
+        try:
+            engine = build_trt(onnx_file, out, x.shape)
+        except Exception as exc:
+            for name in names:
+                results.append(PathResult(name, "failed", f"engine build: {type(exc).__name__}: {exc}", shape=shape))
+            continue
+        from sr_deploy.runtime.trt_backend import TrtUpscaler
+
+        plain, graphed = TrtUpscaler(engine), TrtUpscaler(engine, cuda_graphs=True)
+        measure(names[0], lambda up=plain: up.run(x))  # type: ignore[misc]
+        measure(names[1], lambda up=graphed: up.run(x))  # type: ignore[misc]
+        measure(names[2], zero_copy_runner(plain, x))
+    return report, results
+
+
+def torch_cuda_graph(net: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
+    """fp16 torch inference replayed from a CUDA graph captured for ``x``'s shape (device -> host)."""
+    import torch
+
+    model = copy.deepcopy(net).to("cuda").eval()
+    static_in = torch.from_numpy(x).cuda()
+    stream = torch.cuda.Stream()
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = model(static_in).float()
+
+    def run() -> np.ndarray:
+        graph.replay()
+        return static_out.cpu().numpy()
+
+    return run
+
+
+def ort_runner(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
+    from sr_deploy.runtime.ort_backend import OrtUpscaler, cuda_provider
+
+    return OrtUpscaler(onnx_file, providers=[cuda_provider(), "CPUExecutionProvider"]).run
+
+
+def build_trt(onnx_file: Path, out: Path, shape: tuple[int, ...]) -> Path:
+    from sr_deploy.export.engine_meta import BuildOptions
+    from sr_deploy.export.metadata import load_sr_onnx
+    from sr_deploy.export.profiles import plan_profiles
+    from sr_deploy.export.tensorrt import build_engine
+
+    _, desc = load_sr_onnx(onnx_file, precision=None)
+    n, c, h, w = shape
+    profiles = plan_profiles(desc, min_shape=f"1x{c}x{h}x{w}", opt_shape=f"{n}x{c}x{h}x{w}",
+                             max_shape=f"{n}x{c}x{h}x{w}")
+    result = build_engine(onnx_file, None, BuildOptions(profiles), timing_cache=out / "timing.cache",
+                          cache_dir=out / "engines")
+    return result.engine
+
+
+def zero_copy_runner(up: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
+    """TensorRT on torch CUDA tensors through ``__cuda_array_interface__`` (timed device to device)."""
+    import torch
+
+    x_dev = torch.from_numpy(x).cuda()
+    out_shape = up.output_shape(tuple(x.shape))
+    y_dev = torch.empty(out_shape, dtype=torch.float32, device="cuda")
+
+    def run() -> np.ndarray:
+        up.run_device(x_dev, y_dev)
+        return y_dev.cpu().numpy()
+
+    return run
+
+
+def write_results(out: Path, report: dict[str, Any], results: list[PathResult]) -> None:
+    from sr_deploy.artifacts import atomic_write_json
+
+    atomic_write_json(out / "results.json", {**report, "paths": [asdict(r) for r in results]})
+    try:
+        import polars as pl
+    except ImportError:
+        print("not available: results.csv (polars is not installed; carry its wheel)")
+        return
+    pl.DataFrame([asdict(r) for r in results]).write_csv(out / "results.csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="Folder for results.json, results.csv, ONNX files, engines")
+    parser.add_argument("--wheels", help="Folder of wheels to install first (no registry needed)")
+    parser.add_argument("--model", help="Weights (.safetensors/.pt) or shipped model name; default random SRResNet")
+    parser.add_argument("--num-blocks", type=int, default=16, help="Random model depth")
+    parser.add_argument("--num-features", type=int, default=64, help="Random model width")
+    parser.add_argument("--size", type=int, default=128, help="LR input side in pixels")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args(argv)
+    report, results = run_checks(args)
+    write_results(Path(args.out), report, results)
+    print(f"reference: {report['reference']}; environment: {json.dumps(report['environment'])}")
+    for r in results:
+        if r.status == "ok":
+            print(f"{r.path}: ok  {r.psnr_db:.2f} dB vs torch fp32, max-abs {r.max_abs:.2e}, "
+                  f"{r.median_ms:.3f} ms median ({r.shape})")
+        else:
+            print(f"{r.path}: {r.status}: {r.reason}")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The environment block stored with every benchmark result: what machine and software made it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from sr_deploy.artifacts import library_versions
+
+#: CPU flags that decide which kernels run (AVX-512, bf16, VNNI int8, AMX tiles).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU model name, ISA flags of interest (present ones only) and core counts."""
+    model, flags = platform.processor() or platform.machine(), set()
+    path = Path(cpuinfo)
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and value.strip():
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    return {
+        "model": model,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Name, total memory (MiB) and driver of each NVIDIA GPU via NVML; empty without one (or NVML)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no nvidia-ml-py, no driver: no GPU to report
+        return []
+    gpus = []
+    driver = pynvml.nvmlSystemGetDriverVersion()
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        name = pynvml.nvmlDeviceGetName(handle)
+        gpus.append({
+            "index": i,
+            "name": name.decode() if isinstance(name, bytes) else str(name),
+            "memory_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20,
+            "driver": driver.decode() if isinstance(driver, bytes) else str(driver),
+        })
+    return gpus
+
+
+def thread_counts(ort_intra_op: int = 0) -> dict[str, Any]:
+    """Threads the benchmarks ran with: torch intra/inter-op, ORT intra-op (0 = ORT's default, one
+    per physical core) and the OpenMP/MKL environment variables that override them."""
+    import torch
+
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+        "ort_intra_op": ort_intra_op,
+        "ort_intra_op_effective": ort_intra_op or psutil.cpu_count(logical=False),
+        "env": env,
+    }
+
+
+def environment(ort_intra_op: int = 0) -> dict[str, Any]:
+    """The whole block: host, OS, Python, CPU, GPUs, library versions (torch, onnxruntime, TensorRT ...)
+    and thread counts. Every key is always present (None / empty when not applicable)."""
+    versions = library_versions()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        versions["torch_cuda"] = str(torch.version.cuda) if torch.version.cuda else "none"
+    return {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_info(),
+        "memory_gb": psutil.virtual_memory().total / 2**30,
+        "gpus": gpu_info(),
+        "versions": versions,
+        "tensorrt": versions.get("tensorrt"),
+        "onnxruntime": versions.get("onnxruntime") or versions.get("onnxruntime-gpu"),
+        "torch": versions.get("torch"),
+        "threads": thread_counts(ort_intra_op),
+    }

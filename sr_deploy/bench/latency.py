@@ -1,0 +1,154 @@
+"""Latency of an upscaler at one input shape: cold first call, warm statistics, memory, stability.
+
+Timings are wall-clock (``time.perf_counter``) around ``Upscaler.run`` on host numpy arrays, so
+they include host<->device copies for GPU backends. ``first_call_ms`` is the first run of this
+shape on this upscaler (per-shape setup: ORT allocations, cuDNN algorithm search, engine profile
+switch); then ``warmup`` untimed runs, then ``repeats`` timed runs. When the spread ``p90 / p50``
+exceeds ``max_spread`` (noisy machine) the timed runs are repeated, up to ``max_attempts`` times,
+and the attempt with the smallest spread is kept (``stable`` says whether one met the bound).
+
+Throughput counts output pixels: ``mp_per_s = N * sH * sW / 1e6 / p50_s``, ``images_per_s = N / p50_s``.
+Memory: the process RSS sampled after every run (``peak_rss_mb``, psutil) and, on CUDA devices when
+``nvidia-ml-py`` is installed, the GPU's used memory sampled the same way (``gpu_mem_mb``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import psutil
+
+from sr_deploy.runtime.base import Upscaler
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Timing of one (upscaler, input shape). Times in milliseconds, memory in MiB."""
+
+    batch: int
+    height: int
+    width: int
+    first_call_ms: float
+    repeats: int
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    mp_per_s: float
+    images_per_s: float
+    spread: float
+    stable: bool
+    attempts: int
+    peak_rss_mb: float
+    gpu_mem_mb: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(times_s: list[float]) -> dict[str, float]:
+    """Mean, std, p50/p90/p99 and min (ms) of a list of durations in seconds; ``spread = p90 / p50``."""
+    ms = np.asarray(times_s, dtype=np.float64) * 1e3
+    if ms.size == 0:
+        raise ValueError("no timings to summarize")
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
+    return {
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "min_ms": float(ms.min()),
+        "spread": p90 / p50 if p50 > 0 else float("inf"),
+    }
+
+
+class _GpuMemory:
+    """Used memory of the CUDA device through NVML (nvidia-ml-py); inert when unavailable."""
+
+    def __init__(self, device: str) -> None:
+        self.handle: Any = None
+        if not device.startswith("cuda"):
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = int(device.partition(":")[2] or 0)
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self._nvml = pynvml
+        except Exception:  # NVML missing or no driver: GPU memory is simply not reported
+            self.handle = None
+
+    def used_mb(self) -> float | None:
+        if self.handle is None:
+            return None
+        return float(self._nvml.nvmlDeviceGetMemoryInfo(self.handle).used) / 2**20
+
+
+def measure(
+    upscaler: Upscaler,
+    batch: np.ndarray,
+    warmup: int = 3,
+    repeats: int = 20,
+    max_spread: float = 1.2,
+    max_attempts: int = 3,
+) -> LatencyStats:
+    """Time ``upscaler.run(batch)`` (``batch``: ``N x 3 x H x W`` float32 in [0, 1]); see the module doc."""
+    if repeats < 1 or warmup < 0 or max_attempts < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, max_attempts >= 1 (got {repeats}, {warmup}, {max_attempts})")
+    process = psutil.Process()
+    gpu = _GpuMemory(upscaler.device)
+    rss = [process.memory_info().rss]
+    gpu_used: list[float] = []
+
+    def sample() -> None:
+        rss.append(process.memory_info().rss)
+        used = gpu.used_mb()
+        if used is not None:
+            gpu_used.append(used)
+
+    start = time.perf_counter()
+    out = upscaler.run(batch)
+    first = time.perf_counter() - start
+    sample()
+    for _ in range(warmup):
+        upscaler.run(batch)
+    best: dict[str, float] | None = None
+    attempts = 0
+    while attempts < max_attempts:
+        attempts += 1
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            upscaler.run(batch)
+            times.append(time.perf_counter() - t0)
+            sample()
+        stats = summarize(times)
+        if best is None or stats["spread"] < best["spread"]:
+            best = stats
+        if stats["spread"] <= max_spread:
+            break
+    assert best is not None
+    n, _, h, w = batch.shape
+    out_pixels = float(np.prod(out.shape[2:])) * n
+    p50_s = best["p50_ms"] / 1e3
+    return LatencyStats(
+        batch=n,
+        height=h,
+        width=w,
+        first_call_ms=first * 1e3,
+        repeats=repeats,
+        mp_per_s=out_pixels / 1e6 / p50_s if p50_s > 0 else float("inf"),
+        images_per_s=n / p50_s if p50_s > 0 else float("inf"),
+        stable=best["spread"] <= max_spread,
+        attempts=attempts,
+        peak_rss_mb=max(rss) / 2**20,
+        gpu_mem_mb=max(gpu_used) if gpu_used else None,
+        **best,
+    )

@@ -1,0 +1,149 @@
+"""fp32 ONNX -> verified int8 Q/DQ ONNX (``sr-deploy export int8``).
+
+Steps: calibration crops (:mod:`.calibration`) -> tensor ranges, computed once (:mod:`.qdq`) ->
+optional accuracy-budget search (:mod:`.sensitivity`) -> final quantization -> metadata
+(``sr_deploy.precision = int8``, ``sr_deploy.calibration`` JSON) -> ``onnx.checker`` and a sanity
+gate against the fp32 model on ORT CPU (finite outputs, PSNR >= 30 dB on real images at two sizes;
+accuracy itself is held by the budget) -> atomic write of the model and, with a budget, of the JSON
+report beside it (``<output stem>.report.json``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, sha256_file
+from sr_deploy.export import metadata as meta
+from sr_deploy.export.calibration import calibration_set
+from sr_deploy.export.errors import ExportError
+from sr_deploy.export.onnx import check_model
+from sr_deploy.export.parity import ParityReport, compare, ort_runner, parity_inputs, require
+from sr_deploy.export.qdq import (
+    DEFAULT_BINS,
+    DEFAULT_PERCENTILE,
+    ENTROPY_QUANTIZED_BINS,
+    LAYOUTS,
+    METHODS,
+    Quantizer,
+    compute_ranges,
+    quantizable_nodes,
+)
+from sr_deploy.export.sensitivity import BudgetReport, budgeted_exclusion, validation_pairs
+
+INT8_MIN_PSNR_DB = 30.0
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """What ``export_int8`` wrote: the model ``path``, the budget ``report_path`` (None without a
+    budget), the ``calibration`` metadata, the sanity gate and the budget search."""
+
+    path: Path
+    report_path: Path | None
+    calibration: dict[str, object]
+    parity: ParityReport
+    budget: BudgetReport | None
+
+
+def report_path_for(output: str | os.PathLike[str]) -> Path:
+    """``model.int8.onnx`` -> ``model.int8.report.json`` (beside the model)."""
+    p = Path(output)
+    return p.with_name(p.stem + ".report.json")
+
+
+def export_int8(
+    model_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    target: str = "tensorrt",
+    calib: str | os.PathLike[str] | None = None,
+    method: str = "minmax",
+    num_images: int | None = None,
+    max_psnr_drop: float | None = None,
+    val: str | os.PathLike[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    percentile: float = DEFAULT_PERCENTILE,
+    reduce_range: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> Int8Result:
+    """Quantize an sr-deploy fp32 ONNX file to int8 Q/DQ for ``target`` (``tensorrt`` or ``ort-cpu``).
+
+    ``calib`` / ``val``: image folders for calibration and for the budget's validation crops
+    (defaults: embedded training / evaluation photos). ``max_psnr_drop``: Y-PSNR budget in dB
+    versus fp32; layers are left in float until it holds. Raises
+    :class:`~sr_deploy.export.errors.ExportError` on bad input and
+    :class:`~sr_deploy.export.errors.ParityError` when the result fails the sanity gate; nothing is
+    written then.
+    """
+    if target not in LAYOUTS:
+        raise ExportError(f"unknown --target {target!r}; choose from {tuple(LAYOUTS)}")
+    if method not in METHODS:
+        raise ExportError(f"unknown calibration method {method!r}; choose from {METHODS}")
+    if not 0.0 < percentile <= 100.0:
+        raise ExportError(f"--percentile must be in (0, 100], got {percentile}")
+    if max_psnr_drop is not None and max_psnr_drop < 0:
+        raise ExportError(f"--max-psnr-drop must be >= 0 dB, got {max_psnr_drop}")
+    model, desc = meta.load_sr_onnx(model_path, "fp32")
+    layout = LAYOUTS[target]
+    cset = calibration_set(calib, desc.scale, num_images)
+    pairs = validation_pairs(val, desc.scale) if max_psnr_drop is not None else []
+    ranges = compute_ranges(model_path, cset, layout, method, bins, percentile)
+    with tempfile.TemporaryDirectory(prefix="sr-deploy-int8.") as tmp:
+        quantizer = Quantizer(model_path, ranges, layout, tmp, reduce_range)
+        candidates = quantizable_nodes(model, layout)
+        budget = None
+        if max_psnr_drop is not None:
+            budget = budgeted_exclusion(quantizer, candidates, pairs, desc.scale, max_psnr_drop, on_step)
+        excluded = budget.excluded if budget else []
+        quantized_path = Path(tmp) / "int8.onnx"
+        quantizer.quantize(excluded, quantized_path)
+        quantized = onnx.load(str(quantized_path))
+    calibration = {
+        "method": method,
+        "layout": target,
+        "activations": "int8 symmetric" if layout.symmetric_activations else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel" + (" (7-bit reduce_range)" if reduce_range else ""),
+        "op_types": list(layout.op_types),
+        "bins": bins if method != "minmax" else None,
+        "quantized_bins": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,
+        "percentile": percentile if method == "percentile" else None,
+        "excluded_nodes": list(excluded),
+        "quantized_nodes": len(candidates) - len(excluded),
+        **cset.describe(),
+    }
+    if budget:
+        calibration["max_psnr_drop_db"] = max_psnr_drop
+        calibration["psnr_drop_db"] = budget.final_drop
+    meta.write_props(quantized, {meta.PRECISION: "int8", meta.SOURCE: str(model_path), meta.CALIBRATION: calibration})
+    check_model(quantized, str(output))
+    data = quantized.SerializeToString()
+    report = compare(
+        ort_runner(model.SerializeToString()),
+        ort_runner(data),
+        parity_inputs(desc, meta.static_size(model)),
+        INT8_MIN_PSNR_DB,
+        None,
+        "ONNX Runtime int8 vs fp32 (sanity)",
+    )
+    require(report, output)
+    atomic_write_bytes(output, data)
+    report_path = None
+    if budget:
+        report_path = report_path_for(output)
+        atomic_write_json(
+            report_path,
+            {
+                "model": str(output),
+                "source": str(model_path),
+                "source_sha256": sha256_file(model_path),
+                "calibration": calibration,
+                "budget": budget.to_dict(),
+                "parity_vs_fp32": report.to_dict(),
+            },
+        )
+    return Int8Result(Path(output), report_path, calibration, report, budget)

@@ -1,0 +1,115 @@
+"""sr-deploy metadata in ONNX ``metadata_props``: what an exported file is and where it came from.
+
+Keys (read by the ONNX Runtime and TensorRT backends; keep the names stable):
+
+- ``sr_deploy.descriptor``: the :class:`~sr_deploy.models.descriptor.ModelDescriptor` JSON
+- ``sr_deploy.precision``: ``fp32``, ``fp16`` or ``int8``
+- ``sr_deploy.version``: the sr-deploy version that wrote the file
+- ``sr_deploy.source``: what the model was exported from (weights path or parent ONNX)
+- ``sr_deploy.source_sha256``: sha256 of the weights file the graph was exported from
+- ``sr_deploy.calibration``: (int8 only) JSON: method, images, crops, layout, bins, excluded nodes...
+- ``sr_deploy.fp32_nodes``: (fp16 only) JSON list of nodes kept in fp32 to avoid overflow
+- ``sr_deploy.libraries``: JSON of the library versions that produced the file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from sr_deploy import __version__
+from sr_deploy.artifacts import library_versions
+from sr_deploy.export.errors import ExportError
+from sr_deploy.models.descriptor import ModelDescriptor
+
+DESCRIPTOR = "sr_deploy.descriptor"
+PRECISION = "sr_deploy.precision"
+VERSION = "sr_deploy.version"
+SOURCE = "sr_deploy.source"
+SOURCE_SHA256 = "sr_deploy.source_sha256"
+CALIBRATION = "sr_deploy.calibration"
+FP32_NODES = "sr_deploy.fp32_nodes"
+LIBRARIES = "sr_deploy.libraries"
+
+INPUT_NAME = "lr"
+OUTPUT_NAME = "sr"
+
+
+def read_props(model: onnx.ModelProto) -> dict[str, str]:
+    """``metadata_props`` as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def write_props(model: onnx.ModelProto, props: dict[str, Any]) -> None:
+    """Set (or replace) ``metadata_props`` entries in place; non-string values are stored as JSON."""
+    merged = read_props(model)
+    merged.update({k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in props.items()})
+    del model.metadata_props[:]
+    for key in sorted(merged):
+        model.metadata_props.add(key=key, value=merged[key])
+
+
+def provenance(desc: ModelDescriptor, precision: str, source: str, source_sha256: str) -> dict[str, str]:
+    """The metadata every sr-deploy ONNX file carries."""
+    return {
+        DESCRIPTOR: desc.to_json(),
+        PRECISION: precision,
+        VERSION: __version__,
+        SOURCE: source,
+        SOURCE_SHA256: source_sha256,
+        LIBRARIES: json.dumps(library_versions(), sort_keys=True),
+    }
+
+
+def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
+    """``(H, W)`` of a model exported with a fixed input size, None when height and width are dynamic."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    h, w = dims[2].dim_value, dims[3].dim_value
+    return (h, w) if h and w else None
+
+
+def load_sr_onnx(
+    path: str | os.PathLike[str], precision: str | None = "fp32"
+) -> tuple[onnx.ModelProto, ModelDescriptor]:
+    """Load and validate an sr-deploy ONNX file (weights included).
+
+    Checks: the file exists and parses as ONNX, carries ``sr_deploy.descriptor``, has one
+    ``N x 3 x H x W`` float input and, when ``precision`` is given, is of that precision.
+    Raises :class:`ExportError` naming the file and the problem.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"ONNX model {p} does not exist")
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:
+        raise ExportError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    if not model.graph.node:
+        raise ExportError(f"{p} is not a readable ONNX file (the graph has no nodes)")
+    props = read_props(model)
+    if DESCRIPTOR not in props:
+        raise ExportError(
+            f"{p} was not written by sr-deploy (no metadata_props '{DESCRIPTOR}'); "
+            "export it with `sr-deploy export onnx`"
+        )
+    try:
+        desc = ModelDescriptor.from_json(props[DESCRIPTOR])
+    except (ValueError, TypeError) as exc:
+        raise ExportError(f"{p}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise ExportError(f"{p}: expected exactly one graph input, found {[i.name for i in inputs]}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value not in (0, desc.in_channels):
+        raise ExportError(
+            f"{p}: input {inputs[0].name!r} must be N x {desc.in_channels} x H x W, "
+            f"got rank {len(dims)} ({[d.dim_param or d.dim_value for d in dims]})"
+        )
+    found = props.get(PRECISION, "fp32")
+    if precision is not None and found != precision:
+        raise ExportError(f"{p} is a {found} model; this step needs the {precision} export")
+    return model, desc

@@ -1,0 +1,167 @@
+"""PyTorch weights -> verified fp32 ONNX (``sr-deploy export onnx``).
+
+The graph is traced with ``torch.onnx.export(dynamo=False)``: in torch 2.13 the dynamo exporter is
+the default but needs ``onnxscript`` (not a dependency) and names the output dims ``4*height``;
+the TorchScript exporter gives the same clean graph (Conv / PRelu / Add / DepthToSpace, BN folded
+into the convs by constant folding in eval mode) with the readable dim names we want, on every
+torch >= 2.2. Identity nodes that the exporter inserts when two parameters are equal (e.g. freshly
+initialised PReLU slopes) are replaced by their own initializers so every layer owns its weights
+(per-layer quantization and fp16 blocking need that).
+
+Input ``lr``: ``batch x 3 x height x width`` float32 RGB in [0, 1]; output ``sr``:
+``batch x 3 x out_height x out_width`` float32 (not clamped).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from sr_deploy import __version__
+from sr_deploy.artifacts import atomic_write_bytes, sha256_file
+from sr_deploy.export import metadata as meta
+from sr_deploy.export.errors import ExportError
+from sr_deploy.export.parity import ParityReport, compare, ort_runner, parity_inputs, require
+from sr_deploy.models.descriptor import ModelDescriptor
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) for the int8 export
+FP32_MIN_PSNR_DB = 100.0
+FP32_MAX_ABS = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export step wrote: ``path``, the model's descriptor and the parity gate it passed."""
+
+    path: Path
+    descriptor: ModelDescriptor
+    parity: ParityReport
+
+
+def parse_static(text: str) -> tuple[int, int]:
+    """``"HxW"`` -> ``(H, W)``; raises ValueError for anything else."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--static expects HEIGHTxWIDTH in input pixels (e.g. 128x128), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _inline_identity_initializers(model: onnx.ModelProto) -> None:
+    """Replace ``Identity(initializer)`` nodes by a copy of the initializer under the output name."""
+    inits = {t.name: t for t in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]), node.output[0])
+            model.graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [t for t in model.graph.initializer if t.name not in used]
+    for t in unused:
+        model.graph.initializer.remove(t)
+
+
+def torch_to_onnx(
+    net: torch.nn.Module,
+    desc: ModelDescriptor,
+    opset: int = DEFAULT_OPSET,
+    static: tuple[int, int] | None = None,
+) -> onnx.ModelProto:
+    """Trace ``net`` (eval mode, fp32, CPU) to an ONNX graph with input ``lr`` and output ``sr``.
+
+    Batch is always dynamic; height and width too unless ``static=(H, W)`` fixes them.
+    """
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old: sr-deploy needs opset >= {MIN_OPSET}")
+    h, w = static or (32, 32)
+    example = torch.rand(1, desc.in_channels, h, w)
+    lr_axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
+    sr_axes = {0: "batch"} if static else {0: "batch", 2: "out_height", 3: "out_width"}
+    buf = io.BytesIO()
+    net = net.eval().float().cpu()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        try:
+            torch.onnx.export(
+                net,
+                (example,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                do_constant_folding=True,
+                input_names=[meta.INPUT_NAME],
+                output_names=[meta.OUTPUT_NAME],
+                dynamic_axes={meta.INPUT_NAME: lr_axes, meta.OUTPUT_NAME: sr_axes},
+            )
+        except Exception as exc:
+            raise ExportError(
+                f"torch.onnx.export failed at opset {opset}: {type(exc).__name__}: {exc}"
+            ) from None
+    model = onnx.load_from_string(buf.getvalue())
+    _inline_identity_initializers(model)
+    model.producer_name, model.producer_version = "sr-deploy", __version__
+    return model
+
+
+def check_model(model: onnx.ModelProto, what: str) -> None:
+    """``onnx.checker`` full check (with shape inference); ExportError naming ``what`` on failure."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"{what}: ONNX checker rejected the graph: {exc}") from None
+
+
+def export_onnx(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    static: tuple[int, int] | None = None,
+) -> ExportResult:
+    """Export ``model`` (a shipped model name, ``.safetensors`` or ``.pt``) to fp32 ONNX at ``output``.
+
+    The graph passes ``onnx.checker`` (full check) and the parity gate (ORT CPU vs PyTorch fp32 on
+    real images at two sizes: PSNR >= 100 dB and max-abs <= 1e-4) before it is written atomically;
+    otherwise :class:`ExportError` / :class:`~sr_deploy.export.errors.ParityError` and nothing is written.
+    """
+    from sr_deploy.models.weights import load_weights
+    from sr_deploy.models.zoo import resolve_weights
+
+    weights = resolve_weights(model)
+    if weights.suffix == ".onnx":
+        raise ExportError(
+            f"{weights} is already ONNX; `export onnx` takes .safetensors/.pt weights or a model name"
+        )
+    net, desc = load_weights(weights)
+    graph = torch_to_onnx(net, desc, opset, static)
+    meta.write_props(graph, meta.provenance(desc, "fp32", str(model), sha256_file(weights)))
+    check_model(graph, str(output))
+    data = graph.SerializeToString()
+
+    def reference(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(batch)).numpy()
+
+    report = compare(
+        reference,
+        ort_runner(data),
+        parity_inputs(desc, static),
+        FP32_MIN_PSNR_DB,
+        FP32_MAX_ABS,
+        "ONNX Runtime fp32 vs PyTorch fp32",
+    )
+    require(report, output)
+    atomic_write_bytes(output, data)
+    return ExportResult(Path(output), desc, report)

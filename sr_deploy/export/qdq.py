@@ -1,0 +1,176 @@
+"""int8 Q/DQ machinery on ORT quantization tools: layouts, calibrate once, quantize many times.
+
+Weights are int8, symmetric, per output channel. Two layouts of the QuantizeLinear /
+DequantizeLinear pairs:
+
+- ``tensorrt``: int8 activations, symmetric (zero point 0, TensorRT's only mode). Q/DQ on the
+  inputs of every Conv (activation and weight) and of every Add (the residual input too, so
+  TensorRT fuses the skip connection into the convolution), never on their outputs; each consumer
+  gets its own pair (``DedicatedQDQPair``); biases stay float (TensorRT quantizes them itself).
+- ``ort-cpu``: uint8 activations (asymmetric) with int8 weights (u8s8), Q/DQ around Conv and Add
+  inputs and outputs, the pattern ONNX Runtime's CPU provider fuses into QLinearConv / QLinearAdd.
+
+Calibration methods (ranges of every tensor the layout quantizes, from
+:mod:`sr_deploy.export.calibration` crops): ``minmax`` (observed extremes), ``percentile`` (the
+``percentile``-th percentile of |x| in a ``bins``-bin histogram) and ``entropy`` (TensorRT-style
+KL-divergence threshold over a ``bins``-bin histogram quantized to 128 levels). ORT's
+``quantize_static`` cannot pass a bin count to its entropy calibrator (it uses 128 bins and 128
+levels, which makes it pick the max, i.e. minmax), so the calibrator is built here with
+``create_calibrator`` and its ranges are handed to ``quantize_static`` through a calibration cache,
+which also lets the accuracy-budget search quantize many times from one calibration pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from sr_deploy.export.calibration import CalibrationSet
+from sr_deploy.export.errors import ExportError
+
+METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_BINS = 2048
+DEFAULT_PERCENTILE = 99.999
+ENTROPY_QUANTIZED_BINS = 128
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where Q/DQ pairs go and in which types, for one deployment target."""
+
+    name: str
+    symmetric_activations: bool
+    op_types: tuple[str, ...]
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+
+LAYOUTS = {
+    "tensorrt": Layout(
+        "tensorrt",
+        symmetric_activations=True,
+        op_types=("Conv", "Add"),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "DedicatedQDQPair": True,
+            "OpTypesToExcludeOutputQuantization": ["Conv", "Add"],
+            "QuantizeBias": False,
+        },
+    ),
+    "ort-cpu": Layout(
+        "ort-cpu",
+        symmetric_activations=False,
+        op_types=("Conv", "Add"),
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    ),
+}
+
+
+def _method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in METHODS:
+        raise ExportError(f"unknown calibration method {name!r}; choose from {METHODS}")
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[name]
+
+
+class _Reader:
+    """``CalibrationDataReader`` over a :class:`CalibrationSet` (one crop per call)."""
+
+    def __init__(self, calib: CalibrationSet, input_name: str) -> None:
+        self._feeds = calib.feeds(input_name)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._feeds, None)
+
+
+def compute_ranges(
+    model_path: str | os.PathLike[str],
+    calib: CalibrationSet,
+    layout: Layout,
+    method: str = "minmax",
+    bins: int = DEFAULT_BINS,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> Any:
+    """Run the calibrator once: ``onnxruntime.quantization.TensorsData`` with the range of every
+    input and output tensor of the layout's op types over all calibration crops."""
+    from onnxruntime.quantization import create_calibrator
+
+    options: dict[str, Any] = {"symmetric": layout.symmetric_activations}
+    if method != "minmax":
+        if bins < ENTROPY_QUANTIZED_BINS:
+            raise ExportError(f"--bins must be >= {ENTROPY_QUANTIZED_BINS}, got {bins}")
+        options.update(num_bins=bins, num_quantized_bins=ENTROPY_QUANTIZED_BINS, percentile=percentile)
+    input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="sr-deploy-calib.") as tmp, contextlib.redirect_stdout(io.StringIO()):
+        calibrator = create_calibrator(
+            Path(model_path),
+            list(layout.op_types),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_method(method),
+            extra_options=options,
+        )
+        calibrator.collect_data(_Reader(calib, input_name))
+        ranges = calibrator.compute_data()
+        del calibrator
+    return ranges
+
+
+def quantizable_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
+    """Names of the nodes the layout quantizes (the candidates for exclusion), in graph order."""
+    return [n.name for n in model.graph.node if n.op_type in layout.op_types]
+
+
+class Quantizer:
+    """Quantizes one fp32 model many times from one set of calibration ranges.
+
+    ``quantize(exclude, output)`` writes a Q/DQ model with the ``exclude`` nodes left in float.
+    ``reduce_range``: 7-bit weights, for x86 CPUs without VNNI (ORT's advice for u8s8).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        ranges: Any,
+        layout: Layout,
+        workdir: str | os.PathLike[str],
+        reduce_range: bool = False,
+    ) -> None:
+        from onnxruntime.quantization import save_tensors_data
+
+        self.model_path, self.layout, self.ranges = Path(model_path), layout, ranges
+        self.reduce_range = reduce_range
+        self.cache = Path(workdir) / "ranges.json"
+        save_tensors_data(ranges, self.cache)
+
+    def quantize(self, exclude: Sequence[str], output: str | os.PathLike[str]) -> None:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        activation = QuantType.QInt8 if self.layout.symmetric_activations else QuantType.QUInt8
+        quantize_static(
+            self.model_path,
+            output,
+            None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(self.layout.op_types),
+            per_channel=True,
+            reduce_range=self.reduce_range,
+            activation_type=activation,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=self.ranges.calibration_method,
+            extra_options=dict(self.layout.extra_options),
+            calibration_cache_path=self.cache,
+        )

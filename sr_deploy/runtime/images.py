@@ -1,0 +1,70 @@
+"""Image-level upscaling on top of any :class:`~sr_deploy.runtime.base.Upscaler`: modes and bit depths.
+
+Images are ``H x W x C`` uint8 or uint16 arrays as :func:`sr_deploy.data.read_image` returns them
+(EXIF orientation applied; ``C`` = 1 grey, 3 RGB, 4 RGBA). The output has the same mode and
+dtype at ``scale`` times the size:
+
+- RGB goes through the model (tiled, :mod:`sr_deploy.runtime.tiling`).
+- Grey is replicated to RGB for the model and reduced back with the ITU-R 601 luma weights
+  (what Pillow's ``convert("L")`` uses).
+- RGBA: the colour goes through the model, the alpha channel is upscaled separately with the
+  MATLAB-compatible bicubic :func:`sr_deploy.data.imresize`, clipped to [0, 1] and re-attached.
+- 16-bit in gives 16-bit out (the model sees [0, 1] floats either way).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sr_deploy.data.image_io import max_value, read_image, to_float_rgb, to_uint, write_image
+from sr_deploy.data.imresize import imresize
+from sr_deploy.runtime.base import Upscaler
+from sr_deploy.runtime.tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, upscale_tiled
+
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def upscale_image(
+    upscaler: Upscaler,
+    img: np.ndarray,
+    tile: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> np.ndarray:
+    """``H x W x C`` uint8/uint16 (C in 1, 3, 4) -> ``sH x sW x C`` of the same dtype.
+
+    ``tile`` and ``memory_budget``: see :func:`sr_deploy.runtime.tiling.plan_tiles`.
+    """
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W x C image with C in 1, 3, 4, got shape {img.shape}")
+    max_value(img)  # uint8 or uint16, else ValueError
+    height, width, channels = img.shape
+    rgb = to_float_rgb(img).transpose(2, 0, 1)
+    plan = plan_tiles(upscaler, height, width, tile, memory_budget)
+    sr = upscale_tiled(upscaler, rgb, plan).transpose(1, 2, 0)
+    if channels == 1:
+        sr = (sr @ LUMA_WEIGHTS)[:, :, None]
+    elif channels == 4:
+        alpha = img[:, :, 3].astype(np.float64) / max_value(img)
+        big = np.clip(imresize(alpha, float(upscaler.scale)), 0.0, 1.0)
+        sr = np.concatenate([sr, big[:, :, None].astype(np.float32)], axis=2)
+    return to_uint(sr, img.dtype)
+
+
+def upscale_file(
+    upscaler: Upscaler,
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    tile: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[int, int]:
+    """Read ``source``, upscale it, write ``destination`` atomically (format from its suffix).
+
+    Returns the output ``(width, height)``. Raises :class:`~sr_deploy.data.ImageReadError` for an
+    unreadable input and ValueError when the output format cannot hold the image (e.g. 16-bit JPEG).
+    """
+    out = upscale_image(upscaler, read_image(source), tile, memory_budget)
+    write_image(Path(destination), out)
+    return out.shape[1], out.shape[0]

@@ -1,0 +1,182 @@
+"""Seam-free tiled inference: any image size through any :class:`~sr_deploy.runtime.base.Upscaler`.
+
+How it works. The image is cut into windows of one fixed size (``tile_h x tile_w`` input pixels,
+the whole image along a side that fits). Neighbouring windows overlap by at least twice the
+model's receptive-field halo (:attr:`ModelDescriptor.receptive_radius`, LR pixels), and of each
+window only its *core* is kept: the part at least ``halo`` pixels away from every window edge that
+is not also an image edge. Every kept output pixel therefore saw exactly the input it sees in a
+whole-image run (zero padding at image edges included), so the tiled result equals the
+whole-image result up to float rounding, for every tile size: there are no seams to blend.
+
+Windows are shifted inwards at the right and bottom edges instead of being cut short, so all
+windows have the same shape: they batch together, and fixed-shape backends (TensorRT profiles)
+see one shape.
+
+Memory model (an estimate for choosing tile sizes, not a bound). For SRResNet with ``F`` features,
+scale ``s`` and activations of ``b`` bytes, the peak per LR input pixel of a window is about
+``b * F * (2 * s**2 + 4)`` bytes: the trunk holds about four ``F``-channel maps at LR resolution
+(block input, global skip, conv output, activation temporary) and the last upsampling stage holds
+its convolution output and the pixel-shuffled copy of it, ``F * s**2`` values per LR pixel each;
+plus the float32 input and output tiles, ``4 * 3 * (1 + s**2)`` bytes. The paper model (F=64, x4,
+fp32) needs about 9.2 KB per LR pixel, so the default 1 GiB budget allows windows of about
+340 x 340 LR pixels. The window side is the largest that fits the budget and the backend's
+:class:`~sr_deploy.runtime.base.ShapeLimits`; tiles are then batched while the batch fits too.
+
+Thread safety: nothing here is shared between calls (each call allocates its own output), so one
+upscaler can serve several threads as far as the backend allows (all sr-deploy backends do).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sr_deploy.models.descriptor import ModelDescriptor
+from sr_deploy.runtime.base import Upscaler
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+_ITEMSIZE = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4, "fp64": 8}  # int8 Q/DQ graphs keep float activations
+
+
+@dataclass(frozen=True)
+class Span:
+    """One window along an axis, in input pixels: run ``[start, stop)``, keep ``[keep_start, keep_stop)``."""
+
+    start: int
+    stop: int
+    keep_start: int
+    keep_stop: int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Windows of ``tile_h x tile_w`` input pixels (rows ``ys`` x columns ``xs``), run ``batch`` at a time."""
+
+    tile_h: int
+    tile_w: int
+    batch: int
+    halo: int
+    ys: tuple[Span, ...]
+    xs: tuple[Span, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def axis_spans(length: int, tile: int, halo: int) -> tuple[Span, ...]:
+    """Windows of size ``min(tile, length)`` covering ``[0, length)`` whose kept cores partition it.
+
+    A core stays ``halo`` pixels inside its window except at the image edges. Needs
+    ``tile > 2 * halo`` when the axis does not fit in one window.
+    """
+    if length < 1 or tile < 1 or halo < 0:
+        raise ValueError(f"invalid tiling: length {length}, tile {tile}, halo {halo}")
+    if length <= tile:
+        return (Span(0, length, 0, length),)
+    if tile <= 2 * halo:
+        raise ValueError(f"tile {tile} must exceed twice the receptive-field halo ({halo}) to keep a core")
+    spans, keep = [], 0
+    while keep < length:
+        start = min(max(keep - halo, 0), length - tile)
+        stop = start + tile
+        keep_stop = length if stop == length else stop - halo
+        spans.append(Span(start, stop, keep, keep_stop))
+        keep = keep_stop
+    return tuple(spans)
+
+
+def bytes_per_pixel(desc: ModelDescriptor, precision: str) -> int:
+    """Estimated peak bytes per LR input pixel of a window (see the module's memory model)."""
+    s2 = desc.scale**2
+    return _ITEMSIZE.get(precision, 4) * desc.num_features * (2 * s2 + 4) + 4 * desc.in_channels * (1 + s2)
+
+
+def halo_of(upscaler: Upscaler) -> int:
+    """The receptive-field halo (LR pixels) of the model behind ``upscaler``."""
+    desc = getattr(upscaler, "desc", None)
+    if not isinstance(desc, ModelDescriptor):
+        raise ValueError(f"{upscaler.name} carries no model descriptor: pass halo= explicitly")
+    return desc.receptive_radius
+
+
+def plan_tiles(
+    upscaler: Upscaler,
+    height: int,
+    width: int,
+    tile: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    halo: int | None = None,
+) -> TilePlan:
+    """Plan the tiling of a ``height x width`` input for ``upscaler``.
+
+    ``tile``: None chooses the window from ``memory_budget`` (bytes) and the backend's limits;
+    ``0`` ignores the budget (the whole image as one window, unless the backend's limits cut it); ``N > 0`` keeps cores of ``N x N`` input pixels
+    (windows of ``N + 2 * halo``, the whole image along a side that fits). ``halo`` defaults to
+    the model's receptive radius. Raises ValueError when no window the backend accepts fits.
+    """
+    halo = halo_of(upscaler) if halo is None else halo
+    limits = upscaler.limits
+    desc = getattr(upscaler, "desc", None)
+    per_pixel = bytes_per_pixel(desc, upscaler.precision) if isinstance(desc, ModelDescriptor) else 0
+    if tile is None:
+        side = math.isqrt(memory_budget // per_pixel) if per_pixel else max(height, width)
+        if side <= 2 * halo and side < max(height, width):
+            raise ValueError(
+                f"a memory budget of {memory_budget} bytes allows {side} x {side} windows, which leave no core "
+                f"inside the {halo}-pixel halo: raise the budget or pass an explicit tile size"
+            )
+        tile_h = tile_w = side
+    elif tile == 0:
+        tile_h, tile_w = height, width
+    elif tile > 0:
+        tile_h = tile_w = tile + 2 * halo
+    else:
+        raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
+    tile_h = min(tile_h, height, limits.max_height or height)
+    tile_w = min(tile_w, width, limits.max_width or width)
+    ys, xs = axis_spans(height, tile_h, halo), axis_spans(width, tile_w, halo)
+    count = len(ys) * len(xs)
+    batch = min(count, limits.max_batch or count)
+    if per_pixel and tile is None:
+        batch = min(batch, max(1, memory_budget // (per_pixel * tile_h * tile_w)))
+    while batch > 1 and not upscaler.accepts((batch, 3, tile_h, tile_w)):
+        batch -= 1
+    if not upscaler.accepts((batch, 3, tile_h, tile_w)):
+        raise ValueError(
+            f"{upscaler.name} does not accept {tile_h} x {tile_w} windows (limits {limits}) for a "
+            f"{height} x {width} input"
+        )
+    return TilePlan(tile_h, tile_w, batch, halo, ys, xs)
+
+
+def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None = None) -> np.ndarray:
+    """``3 x H x W`` float32 in [0, 1] -> ``3 x sH x sW`` float32 (not clamped), tile by tile.
+
+    ``plan``: from :func:`plan_tiles` for this size and upscaler (default: the automatic plan).
+    Equal to ``upscaler.run(image[None])[0]`` up to float rounding.
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a 3 x H x W image, got shape {image.shape}")
+    _, height, width = image.shape
+    plan = plan or plan_tiles(upscaler, height, width)
+    if plan.ys[-1].keep_stop != height or plan.xs[-1].keep_stop != width:
+        raise ValueError(f"the tile plan covers {plan.ys[-1].keep_stop} x {plan.xs[-1].keep_stop}, "
+                         f"not this {height} x {width} image")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    s = upscaler.scale
+    out = np.empty((3, height * s, width * s), dtype=np.float32)
+    windows = [(y, x) for y in plan.ys for x in plan.xs]
+    for first in range(0, len(windows), plan.batch):
+        group = windows[first : first + plan.batch]
+        batch = np.stack([image[:, y.start : y.stop, x.start : x.stop] for y, x in group])
+        result = upscaler.run(batch)
+        for (y, x), tile_out in zip(group, result, strict=True):
+            top, left = (y.keep_start - y.start) * s, (x.keep_start - x.start) * s
+            rows, cols = (y.keep_stop - y.keep_start) * s, (x.keep_stop - x.keep_start) * s
+            out[:, y.keep_start * s : y.keep_stop * s, x.keep_start * s : x.keep_stop * s] = (
+                tile_out[:, top : top + rows, left : left + cols]
+            )
+    return out

@@ -1,0 +1,38 @@
+"""benchmarks/gpu_check.py runs on a CPU-only machine and reports every GPU path as not available."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the real check applies")
+def test_gpu_check_degrades_to_not_available_on_cpu(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(out), "--wheels", str(wheels),
+         "--num-blocks", "1", "--num-features", "8", "--size", "16", "--runs", "1", "--warmup", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "results.json").read_text())
+    paths = {p["path"]: p for p in report["paths"]}
+    expected = {"torch-cuda-fp32", "torch-cuda-fp16+cudagraph", "onnxruntime-cuda-int8", "tensorrt-fp16",
+                "tensorrt-fp16+cudagraph", "tensorrt-int8-zero-copy"}
+    assert expected <= set(paths)
+    assert all(p["status"] == "not available" and p["reason"] for p in paths.values())
+    assert "TensorRT is not available" in paths["tensorrt-fp16"]["reason"]
+    assert report["wheels"] == {} and report["exports"] == {}  # nothing on the GPU could use an export
+    assert pl.read_csv(out / "results.csv").height == len(paths)
+    lines = proc.stdout.splitlines()
+    assert "tensorrt-fp16: not available: TensorRT is not available: " in "\n".join(lines)

@@ -1,0 +1,66 @@
+"""TensorRT runtime logic that runs without TensorRT: availability, load-order checks, dtype/shape helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sr_deploy.export.engine_meta import EngineMetadataError
+from sr_deploy.runtime.base import BackendUnavailable
+from sr_deploy.runtime.trt_backend import TrtEngine, TrtUpscaler, dims4, numpy_dtype
+from sr_deploy.runtime.trt_env import require_tensorrt
+
+REPO = Path(__file__).resolve().parents[2]
+STUBS = REPO / ".stubs" / "trt10-10.13.0.35.1"
+
+
+def tensorrt_usable() -> bool:
+    try:
+        require_tensorrt()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.skipif(tensorrt_usable(), reason="TensorRT and a GPU are present here")
+def test_require_tensorrt_says_why_not() -> None:
+    with pytest.raises(BackendUnavailable, match="^TensorRT is not available: "):
+        require_tensorrt(builder=True)
+
+
+@pytest.mark.skipif(not (STUBS / "tensorrt").is_dir(), reason="run tests/typecheck_tensorrt.sh to install the stubs")
+def test_an_importable_stub_package_is_not_tensorrt() -> None:
+    """tensorrt-stubs makes `import tensorrt` succeed; availability must still say no."""
+    code = (
+        "import tensorrt\n"
+        "from sr_deploy.runtime.trt_env import require_tensorrt\n"
+        "from sr_deploy.runtime.base import BackendUnavailable\n"
+        "try:\n    require_tensorrt(builder=True)\n"
+        "except BackendUnavailable as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(STUBS)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "has no Builder (a stubs-only" in out
+
+
+def test_engine_file_and_sidecar_are_checked_first(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.engine does not exist"):
+        TrtEngine(tmp_path / "missing.engine")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not deserialised without a sidecar")
+    with pytest.raises(EngineMetadataError, match="m.engine.json is missing"):
+        TrtUpscaler(engine)
+
+
+def test_numpy_dtype_and_dims4() -> None:
+    assert numpy_dtype("FLOAT") == np.float32 and numpy_dtype("HALF") == np.float16 and numpy_dtype("INT8") == np.int8
+    with pytest.raises(ValueError, match="BF16 has no numpy equivalent"):
+        numpy_dtype("BF16")
+    assert dims4((1, 3, np.int64(8), 8)) == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        dims4((3, 8, 8))
