@@ -8,10 +8,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c "import sr_deploy, pytest, mypy, ruff, onnxruntime" 2>/dev/null; then
-  pip install -q --upgrade pip
-  pip install -q -e '.[cpu,dev]' -c constraints/dev.txt
-fi
+# torch is pinned for dev/CI by the constraints file (a CPU wheel); the library keeps a range.
+pip install -q -e '.[cpu,dev]' -c constraints/dev.txt
 echo "== ruff"
 ruff check sr_deploy tests benchmarks
 echo "== typecheck (TensorRT API stubs)"
