@@ -206,6 +206,38 @@ def train_srgan(
     _run_trainer(SRGANTrainer, cfg, resume, vgg_weights=vgg_weights, vgg_layer=layer,
                  adv_weight=adv_weight)
 
+@train_app.command("release")
+def train_release(
+    run: Annotated[Path, typer.Argument(help="Run folder with best.safetensors")],
+    name: Annotated[str, typer.Option(help="Model name, e.g. srresnet-x4 (then usable as --model NAME)")],
+    eval_data: Annotated[
+        list[Path] | None, typer.Option("--eval", help="HR folder to score and record (repeatable)")
+    ] = None,
+) -> None:
+    """Ship a run's best weights inside the package as NAME (safetensors + JSON + training log).
+
+    Example:
+
+      sr-deploy train release runs/x4 --name srresnet-x4 --eval Set5/HR --eval Set14/HR
+    """
+    from sr_deploy.bench.accuracy import evaluate as run_evaluate
+    from sr_deploy.data.datasets import collect_images
+    from sr_deploy.runtime import load
+    from sr_deploy.train.release import release_run
+
+    try:
+        upscaler = load(run / "best.safetensors")
+        evaluation = {}
+        for folder in eval_data or []:
+            df = run_evaluate(upscaler, collect_images([folder]))
+            evaluation[folder.parent.name if folder.name == "HR" else folder.name] = {
+                "psnr_y": float(df["psnr_y"].mean()), "ssim_y": float(df["ssim_y"].mean()),  # type: ignore[arg-type]
+                "images": df.height}
+        out = release_run(run, name, evaluation)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"released {out} {evaluation}")
+
 
 @app.command()
 def build(

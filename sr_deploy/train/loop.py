@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import signal
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sr_deploy.artifacts import atomic_write_json
+from sr_deploy.artifacts import atomic_write_json, sha256_file
 from sr_deploy.bench.accuracy import score, super_resolve_pair
 from sr_deploy.data.datasets import collect_images, make_eval_pair
 from sr_deploy.hardware import cpu_has_bf16
@@ -99,6 +100,14 @@ def resolve_precision(precision: str, device: str) -> str:
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def _files_digest(paths: list[str]) -> str:
+    """sha256 over the training files' names and contents' sha256, in order: identifies the training set."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{Path(p).name}:{sha256_file(p)}\n".encode())
+    return h.hexdigest()
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -257,7 +266,7 @@ class Trainer:
         if hr.skipped_small:
             self.log(f"skipped {len(hr.skipped_small)} training image(s) smaller than {self.cfg.patch} px")
         self.data_summary = {"folders": self.cfg.data or ["embedded:train"], "images": len(hr.images),
-                             "skipped_small": len(hr.skipped_small)}
+                             "skipped_small": len(hr.skipped_small), "files_sha256": _files_digest(hr.names)}
         val_paths = collect_images(self.cfg.val or None, split="eval")
         if self.cfg.max_val_images:
             val_paths = val_paths[: self.cfg.max_val_images]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -163,3 +164,20 @@ def test_ctrl_c_to_the_process_group_with_loader_workers_saves_a_checkpoint(tiny
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] >= 1
+
+
+def test_release_ships_best_weights_with_metadata(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    from sr_deploy.artifacts import sha256_file
+    from sr_deploy.train.release import release_run
+
+    run = tmp_path / "r"
+    SRResNetTrainer(tiny_config(run, steps=3)).run()
+    out = release_run(run, "tiny-x4", {"Set5": {"psnr_y": 1.0}}, dest=tmp_path / "released")
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["sha256"] == sha256_file(out)
+    assert meta["descriptor"]["name"] == "tiny-x4"
+    assert meta["training"]["step"] == 3 and meta["training"]["data"]["images"] == 4
+    assert len(meta["training"]["data"]["files_sha256"]) == 64
+    assert (tmp_path / "released" / "tiny-x4.log.csv").is_file()
+    model, desc = load_weights(out)
+    assert desc.name == "tiny-x4"
