@@ -48,14 +48,14 @@ def evaluate(
     from sr_deploy.bench.accuracy import evaluate as run_evaluate
     from sr_deploy.data.datasets import collect_images
     from sr_deploy.data.image_io import ImageReadError
-    from sr_deploy.runtime import load
+    from sr_deploy.runtime import BackendUnavailable, load
 
     try:
         images = collect_images([str(d) for d in data] if data else None, split="eval")
         upscaler = load(model, scale=scale)
         with console.status(f"evaluating {upscaler.name}"):
             df = run_evaluate(upscaler, images)
-    except (FileNotFoundError, ValueError, ImageReadError) as exc:
+    except (BackendUnavailable, FileNotFoundError, ValueError, ImageReadError) as exc:
         raise fail(str(exc)) from None
     mean = {k: float(df[k].mean()) for k in ("psnr_y", "ssim_y")}  # type: ignore[arg-type]
     if as_json:
@@ -280,6 +280,289 @@ def build(
     verb = "reused" if result.reused else f"built in {result.metadata.build_seconds:.1f} s"
     console.print(f"{result.engine} ({result.metadata.precision}, TensorRT {result.metadata.tensorrt_version}, "
                   f"{result.metadata.gpu.name}): {verb}")
+
+
+export_app = typer.Typer(help="Export to verified ONNX: fp32, fp16, int8 Q/DQ.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    model: Annotated[str, typer.Argument(help="Shipped model name, .safetensors or .pt checkpoint")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")],
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 13)")] = 17,
+    static: Annotated[str | None, typer.Option(help="Fix the input size HxW (batch stays dynamic)")] = None,
+) -> None:
+    """fp32 ONNX with dynamic batch/height/width, checked and verified against PyTorch on ORT.
+
+    Example: sr-deploy export onnx srresnet-x4 -o srresnet-x4.onnx
+    """
+    from sr_deploy.export.onnx import export_onnx, parse_static
+
+    try:
+        result = export_onnx(model, output, opset, parse_static(static) if static else None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+@export_app.command("fp16")
+def export_fp16_command(
+    onnx_model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="fp32 ONNX from `export onnx`")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="fp16 ONNX file to write")],
+    calib: Annotated[Path | None, typer.Option(help="Images for the overflow check; default: embedded")] = None,
+    margin: Annotated[float, typer.Option(help="Keep nodes in fp32 above 65504 / margin")] = 4.0,
+) -> None:
+    """fp16 weights and compute, float32 I/O; overflow-prone nodes stay fp32; verified vs fp32 on ORT.
+
+    Example: sr-deploy export fp16 srresnet-x4.onnx -o srresnet-x4.fp16.onnx
+    """
+    from sr_deploy.export.fp16 import export_fp16
+
+    try:
+        result = export_fp16(onnx_model, output, calib, margin)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    kept = ", ".join(f"{n} (|x| {v:.3g})" for n, v in result.fp32_nodes.items()) or "none"
+    console.print(f"kept in fp32: {kept}", highlight=False)
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+@export_app.command("int8")
+def export_int8_command(
+    onnx_model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="fp32 ONNX from `export onnx`")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="int8 Q/DQ ONNX file to write")],
+    target: Annotated[str, typer.Option(help="Q/DQ layout: tensorrt | ort-cpu")] = "tensorrt",
+    calib: Annotated[Path | None, typer.Option(help="Calibration HR images; default: embedded")] = None,
+    method: Annotated[str, typer.Option(help="minmax | percentile | entropy")] = "minmax",
+    calib_images: Annotated[int | None, typer.Option(help="Use at most N calibration images")] = None,
+    max_psnr_drop: Annotated[float | None, typer.Option(help="Y-PSNR budget (dB) vs fp32")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,
+    bins: Annotated[int, typer.Option(help="Histogram bins (percentile, entropy)")] = 2048,
+    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept (percentile method)")] = 99.999,
+    reduce_range: Annotated[bool, typer.Option(help="7-bit weights (x86 CPUs without VNNI)")] = False,
+) -> None:
+    """int8 Q/DQ (per-channel symmetric weights) calibrated on real LR crops, optional accuracy budget.
+
+    Example: sr-deploy export int8 srresnet-x4.onnx --target tensorrt --method entropy
+    --max-psnr-drop 0.1 --val ../shared/datasets/Set5/HR -o srresnet-x4.int8.onnx
+    """
+    from sr_deploy.export.int8 import export_int8
+
+    try:
+        result = export_int8(onnx_model, output, target, calib, method, calib_images, max_psnr_drop, val,
+                             bins, percentile, reduce_range, on_step=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if result.budget:
+        b = result.budget
+        console.print(f"Y-PSNR drop {b.final_drop:.3f} dB (budget {b.budget_db:g}; all-int8 {b.all_int8_drop:.3f}); "
+                      f"{len(b.excluded)} layer(s) left in float: {', '.join(b.excluded) or 'none'}; "
+                      f"report {result.report_path}", highlight=False)
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="Shipped model name or .safetensors/.pt weights (torch fp32 reference)")],
+    data: Annotated[list[Path] | None, typer.Option(help="HR image folder for accuracy (repeatable)")] = None,
+    onnx: Annotated[list[Path] | None, typer.Option(help="sr-deploy ONNX file to bench (repeatable)")] = None,
+    engine: Annotated[list[Path] | None, typer.Option(help="TensorRT engine to bench (repeatable)")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma list: torch,onnxruntime,tensorrt")] = None,
+    precisions: Annotated[str | None, typer.Option(help="Comma list: fp32,fp16,bf16,int8")] = None,
+    sizes: Annotated[str | None, typer.Option(help="LR input sizes, e.g. 128x128,256x256,270x480")] = None,
+    batches: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,4")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Timed runs per shape")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (torch variants)")] = None,
+    suite: Annotated[Path | None, typer.Option(help="Suite file (TOML [bench] table)")] = None,
+    quick: Annotated[bool, typer.Option(help="Small sizes, few repeats, two images")] = False,
+    out: Annotated[str, typer.Option(help="Results folder ({machine}: this machine's name)")] = "bench-results",
+) -> None:
+    """Parity, accuracy and latency of every backend x precision; results folder + Markdown report.
+
+    Examples:
+
+      sr-deploy bench --model srresnet-x4 --onnx model.fp32.onnx --onnx model.int8.onnx --quick
+
+      sr-deploy bench --suite benchmarks/suites/cpu.toml --model srresnet-x4 --onnx runs/cpu/model.fp32.onnx
+    """
+    from sr_deploy.bench.config import BACKENDS, PRECISIONS, make_config, parse_list, parse_size
+    from sr_deploy.bench.runner import run_bench
+
+    try:
+        config = make_config(
+            model, suite, quick,
+            data=tuple(str(d) for d in data) if data else None,
+            onnx=tuple(str(p) for p in onnx or ()),
+            engines=tuple(str(p) for p in engine or ()),
+            backends=parse_list(backends, BACKENDS, "backends") if backends else None,
+            precisions=parse_list(precisions, PRECISIONS, "precisions") if precisions else None,
+            sizes=tuple(parse_size(s) for s in sizes.split(",")) if sizes else None,
+            batches=tuple(int(b) for b in batches.split(",")) if batches else None,
+            repeats=repeats, device=device,
+        )
+        report = run_bench(config, out, log=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(str(report))
+
+
+@app.command()
+def report(
+    results: Annotated[Path | None, typer.Argument(help="Results folder to (re)write report.md and plots for")] = None,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(help="OLD NEW results folders to compare")] = None,
+    max_latency_regression: Annotated[float, typer.Option(help="Allowed p50 increase (0.1 = 10 %)")] = 0.1,
+    max_psnr_drop: Annotated[float, typer.Option(help="Allowed mean Y-PSNR drop (dB)")] = 0.05,
+) -> None:
+    """Regenerate a report from saved results, or compare two runs (exit 1 on a regression).
+
+    Examples:
+
+      sr-deploy report benchmarks/results/intel-xeon-processor-2c
+
+      sr-deploy report --compare old-results new-results --max-latency-regression 0.1 --max-psnr-drop 0.05
+    """
+    from sr_deploy.bench.report import compare as compare_runs
+    from sr_deploy.bench.report import write_report
+
+    if (results is None) == (compare is None):
+        raise fail("give either a RESULTS_DIR or --compare OLD NEW")
+    try:
+        if results is not None:
+            typer.echo(str(write_report(results)))
+            return
+        assert compare is not None
+        comparison = compare_runs(*compare, max_latency_regression, max_psnr_drop)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(comparison.to_markdown())
+    for line in comparison.regressions:
+        console.print(f"[bold red]regression:[/] {line}", highlight=False, soft_wrap=True)
+    if comparison.regressions:
+        raise typer.Exit(1)
+    console.print("no regression past the thresholds")
+
+
+def _print_steps(results: list) -> None:  # type: ignore[type-arg]
+    from rich.markup import escape
+
+    table = Table(title="pipeline")
+    for col in ("step", "status", "seconds", "note"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.step, r.status, f"{r.seconds:.1f}", escape(r.note))
+    Console().print(table)
+
+
+@app.command()
+def pipeline(
+    model: Annotated[str, typer.Option(help="Checkpoint (.safetensors/.pt) or shipped model name")],
+    out: Annotated[Path, typer.Option(help="Output folder (ONNX files, engines, bench/, manifest.json)")],
+    calib: Annotated[Path | None, typer.Option(help="Calibration image folder; default: embedded images")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation HR folder (int8 budget, accuracy)")] = None,
+    targets: Annotated[str, typer.Option(help="Comma list: onnxruntime,tensorrt")] = "onnxruntime,tensorrt",
+    max_psnr_drop: Annotated[float, typer.Option(help="int8 accuracy budget (dB of Y-PSNR vs fp32)")] = 0.05,
+    calib_images: Annotated[int | None, typer.Option(help="Use at most this many calibration images")] = None,
+    suite: Annotated[Path | None, typer.Option(help="Bench settings from a suite file")] = None,
+    quick: Annotated[bool, typer.Option(help="Quick bench settings")] = False,
+) -> None:
+    """Export fp32 -> fp16 -> int8 -> TensorRT engines -> bench -> report, skipping steps already done.
+
+    Example:
+
+      sr-deploy pipeline --model runs/x4/best.safetensors --calib ../shared/datasets/train/T91
+        --val ../shared/datasets/Set5/HR --out runs/x4-deploy --targets onnxruntime,tensorrt
+    """
+    from sr_deploy.bench.config import bench_settings, parse_list
+    from sr_deploy.pipeline import TARGETS, PipelineConfig, run_pipeline
+
+    try:
+        config = PipelineConfig(model, str(calib) if calib else None, str(val) if val else None,
+                                parse_list(targets, TARGETS, "targets"), max_psnr_drop, calib_images,
+                                bench_settings(suite, quick))
+        results = run_pipeline(config, out, log=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _print_steps(results)
+    typer.echo(str(out / "bench" / "report.md"))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("sr-deploy-demo"),
+    model: Annotated[str, typer.Option(help="Model to run the demo on")] = "srresnet-x4",
+) -> None:
+    """The whole pipeline on the shipped SRResNet x4 and the embedded images, in a few minutes on a CPU.
+
+    Ends with the path of the Markdown report. Example: sr-deploy demo --out demo
+    """
+    from sr_deploy.pipeline import run_demo
+
+    try:
+        results, report_path = run_demo(out, model, log=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _print_steps(results)
+    typer.echo(str(report_path))
+
+
+@app.command()
+def upscale(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders and glob patterns ('**' recursive)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder, or a file name for one input")],
+    model: Annotated[str | None, typer.Option(
+        help="Shipped model name or .safetensors/.pt/.onnx/.engine/.plan file; default: srresnet-x4")] = None,
+    backend: Annotated[str, typer.Option(help="auto | torch | onnxruntime | tensorrt")] = "auto",
+    precision: Annotated[str | None, typer.Option(
+        help="fp32 | bf16 | fp16 | int8; default: the model file's own (fp32 for weights)")] = None,
+    tile: Annotated[int | None, typer.Option(
+        min=0, help="Tile core in input pixels (0: whole image); default: from a 1 GiB memory budget")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist")] = False,
+) -> None:
+    """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
+
+    Unreadable files are reported and skipped; the exit code is 1 unless every input was written.
+
+    Examples:
+
+      sr-deploy upscale photo.jpg -o photo-x4.png --model runs/x4/best.safetensors
+
+      sr-deploy upscale photos/ 'more/**/*.png' -o out/ --model model-int8.onnx --tile 128
+    """
+    from rich.progress import Progress
+
+    from sr_deploy.runtime.base import BackendUnavailable
+    from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
+    from sr_deploy.runtime.select import load_selected
+
+    try:
+        plan = plan_job(inputs, output)
+        upscaler, selection = load_selected(model, backend, precision)
+    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)  # paths stay whole and uncoloured
+
+    def skipped(outcome: Outcome) -> None:
+        say(f"[yellow]skipped[/] {escape(str(outcome.source))}: {escape(outcome.message)}")
+
+    say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {escape(selection.reason)}")
+    for problem in plan.problems:
+        skipped(problem)
+    with Progress(console=console) as progress:
+        task = progress.add_task("upscaling", total=len(plan.pairs))
+
+        def show(outcome: Outcome) -> None:
+            if outcome.status != "written":
+                skipped(outcome)
+            progress.advance(task)
+
+        outcomes = run_job(upscaler, plan, tile=tile, overwrite=overwrite, on_outcome=show)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("written", "exists", "failed")}
+    say(f"{counts['written']} written, {counts['exists']} left as they were (exist; --overwrite replaces them), "
+        f"{counts['failed']} failed")
+    if counts["written"] != len(outcomes) or not outcomes:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -71,11 +71,12 @@ def observed_modules(net: nn.Module) -> list[tuple[str, str, nn.Module]]:
     """``(conv name, observed name, observed module)`` per ``nn.Conv2d`` of ``net`` in module order;
     the observed module is the conv itself or the ``BatchNorm2d`` that directly follows it."""
     named = list(net.named_modules())
-    found = []
+    found: list[tuple[str, str, nn.Module]] = []
     for i, (name, module) in enumerate(named):
         if not isinstance(module, nn.Conv2d):
             continue
-        watch_name, watch = name, module
+        watch_name: str = name
+        watch: nn.Module = module
         if i + 1 < len(named):
             next_name, next_module = named[i + 1]
             if isinstance(next_module, nn.BatchNorm2d) and next_name.rpartition(".")[0] == name.rpartition(".")[0]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "a
 
 def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
     """CPU model name, ISA flags of interest (present ones only) and core counts."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model: str = platform.processor() or platform.machine()
+    flags: set[str] = set()
     path = Path(cpuinfo)
     if path.is_file():
         for line in path.read_text(errors="replace").splitlines():
@@ -96,3 +98,17 @@ def environment(ort_intra_op: int = 0) -> dict[str, Any]:
         "torch": versions.get("torch"),
         "threads": thread_counts(ort_intra_op),
     }
+
+
+def machine_slug(env: dict[str, Any]) -> str:
+    """A folder name for results of this machine: CPU model and logical cores, plus the first GPU,
+    e.g. ``intel-xeon-processor-2c`` or ``amd-epyc-7763-64-core-processor-16c-nvidia-h100-80gb-hbm3``."""
+    def slug(text: str) -> str:
+        text = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$", "", text.lower())
+        return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+    cpu = env.get("cpu", {})
+    parts = [slug(str(cpu.get("model") or "cpu")), f"{cpu.get('logical_cores')}c"]
+    if env.get("gpus"):
+        parts.append(slug(env["gpus"][0]["name"]))
+    return "-".join(p for p in parts if p)

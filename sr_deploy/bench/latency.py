@@ -98,8 +98,14 @@ def measure(
     repeats: int = 20,
     max_spread: float = 1.2,
     max_attempts: int = 3,
+    budget_s: float | None = None,
 ) -> LatencyStats:
-    """Time ``upscaler.run(batch)`` (``batch``: ``N x 3 x H x W`` float32 in [0, 1]); see the module doc."""
+    """Time ``upscaler.run(batch)`` (``batch``: ``N x 3 x H x W`` float32 in [0, 1]); see the module doc.
+
+    ``budget_s``: cap the timed runs of one attempt at about this many seconds (never fewer than
+    3 runs, never more than ``repeats``), estimated from the last warm-up run; ``repeats`` in the
+    result is the number actually timed.
+    """
     if repeats < 1 or warmup < 0 or max_attempts < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, max_attempts >= 1 (got {repeats}, {warmup}, {max_attempts})")
     process = psutil.Process()
@@ -117,8 +123,13 @@ def measure(
     out = upscaler.run(batch)
     first = time.perf_counter() - start
     sample()
+    per_run = first
     for _ in range(warmup):
+        t0 = time.perf_counter()
         upscaler.run(batch)
+        per_run = time.perf_counter() - t0
+    if budget_s is not None and per_run > 0:
+        repeats = max(min(repeats, 3), min(repeats, int(budget_s / per_run)))
     best: dict[str, float] | None = None
     attempts = 0
     while attempts < max_attempts:

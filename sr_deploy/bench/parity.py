@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sr_deploy.metrics import psnr
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -66,9 +68,9 @@ def tolerance_for(precision: str) -> Tolerance:
 
 
 def psnr_unit(out: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR in dB of ``out`` against ``ref`` with peak 1.0 (inf when equal)."""
-    mse = float(np.mean((out.astype(np.float64) - ref.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+    """PSNR in dB of ``out`` against ``ref`` with peak 1.0 (inf when equal): :func:`sr_deploy.metrics.psnr`
+    on the 0..255 scale, which is the same number."""
+    return psnr(out.astype(np.float64) * 255.0, ref.astype(np.float64) * 255.0)
 
 
 def parity_metrics(out: np.ndarray, ref: np.ndarray, tol: Tolerance) -> ParityMetrics:

@@ -69,6 +69,37 @@ def overflow_nodes(
     return found
 
 
+def drop_cast_round_trips(model: onnx.ModelProto) -> None:
+    """Remove ``Cast(to fp16) -> Cast(to fp32)`` chains in place, feeding the fp32 tensor directly.
+
+    ``convert_float_to_float16`` casts a blocked node's output to fp16 and back even when the
+    consumer is blocked too, so an overflowing tensor between two fp32 nodes would still pass
+    through fp16 (and become inf); this keeps it in fp32. Graph outputs keep their names.
+    """
+
+    def cast_to(node: onnx.NodeProto) -> int | None:
+        return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+    producer = {out: node for node in model.graph.node for out in node.output}
+    graph_outputs = {o.name for o in model.graph.output}
+    rename = {}
+    for node in model.graph.node:
+        keep = cast_to(node) != onnx.TensorProto.FLOAT or node.output[0] in graph_outputs
+        first = None if keep else producer.get(node.input[0])
+        if first is not None and cast_to(first) == onnx.TensorProto.FLOAT16:
+            rename[node.output[0]] = first.input[0]
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    while True:
+        used = {name for node in model.graph.node for name in node.input} | graph_outputs
+        dead = [n for n in model.graph.node if n.op_type == "Cast" and n.output[0] not in used]
+        if not dead:
+            return
+        for node in dead:
+            model.graph.node.remove(node)
+
+
 def topological_sort(model: onnx.ModelProto) -> None:
     """Reorder ``model.graph.node`` in place so every node comes after the producers of its inputs
     (``convert_float_to_float16`` appends its Cast nodes at the end, which ``onnx.checker`` rejects)."""
@@ -122,6 +153,7 @@ def export_fp16(
     half = convert_float_to_float16(
         model, keep_io_types=True, node_block_list=sorted(blocked), max_finite_val=FP16_MAX
     )
+    drop_cast_round_trips(half)
     topological_sort(half)
     meta.write_props(
         half,

@@ -3,13 +3,14 @@
 Steps: calibration crops (:mod:`.calibration`) -> tensor ranges, computed once (:mod:`.qdq`) ->
 optional accuracy-budget search (:mod:`.sensitivity`) -> final quantization -> metadata
 (``sr_deploy.precision = int8``, ``sr_deploy.calibration`` JSON) -> ``onnx.checker`` and a sanity
-gate against the fp32 model on ORT CPU (finite outputs, PSNR >= 30 dB on real images at two sizes;
-accuracy itself is held by the budget) -> atomic write of the model and, with a budget, of the JSON
+gate against the fp32 model on ORT CPU on real images at two sizes (finite outputs, and without a
+budget PSNR >= 20 dB vs fp32; with a budget, the budget on HR ground truth is the accuracy gate) -> atomic write of the model and, with a budget, of the JSON
 report beside it (``<output stem>.report.json``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from sr_deploy.export.qdq import (
 )
 from sr_deploy.export.sensitivity import BudgetReport, budgeted_exclusion, validation_pairs
 
-INT8_MIN_PSNR_DB = 30.0
+INT8_MIN_PSNR_DB = 20.0  # a garbage detector without a budget; with one, the budget is the gate
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,17 @@ def _method(name: str) -> Any:
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }[name]
+
+
+@contextlib.contextmanager
+def _quiet_ort_logging() -> Iterator[None]:
+    """Silence ``quantize_static``'s root-logger advice ("consider pre-processing") for one call."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 class _Reader:
@@ -159,18 +171,19 @@ class Quantizer:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
         activation = QuantType.QInt8 if self.layout.symmetric_activations else QuantType.QUInt8
-        quantize_static(
-            self.model_path,
-            output,
-            None,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(self.layout.op_types),
-            per_channel=True,
-            reduce_range=self.reduce_range,
-            activation_type=activation,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-            calibrate_method=self.ranges.calibration_method,
-            extra_options=dict(self.layout.extra_options),
-            calibration_cache_path=self.cache,
-        )
+        with _quiet_ort_logging():
+            quantize_static(
+                self.model_path,
+                output,
+                None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(self.layout.op_types),
+                per_channel=True,
+                reduce_range=self.reduce_range,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=self.ranges.calibration_method,
+                extra_options=dict(self.layout.extra_options),
+                calibration_cache_path=self.cache,
+            )

@@ -46,11 +46,12 @@ def upscale_image(
     sr = upscale_tiled(upscaler, rgb, plan).transpose(1, 2, 0)
     if channels == 1:
         sr = (sr @ LUMA_WEIGHTS)[:, :, None]
-    elif channels == 4:
+    out = to_uint(sr, img.dtype)
+    if channels == 4:
         alpha = img[:, :, 3].astype(np.float64) / max_value(img)
-        big = np.clip(imresize(alpha, float(upscaler.scale)), 0.0, 1.0)
-        sr = np.concatenate([sr, big[:, :, None].astype(np.float32)], axis=2)
-    return to_uint(sr, img.dtype)
+        big = np.clip(imresize(alpha, float(upscaler.scale)), 0.0, 1.0)  # float64 to the final rounding
+        out = np.concatenate([out, to_uint(big, img.dtype)[:, :, None]], axis=2)
+    return out
 
 
 def upscale_file(

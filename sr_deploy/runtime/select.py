@@ -1,44 +1,332 @@
-"""``load``: a model name or file -> a ready :class:`~sr_deploy.runtime.base.Upscaler`."""
+"""``load``: a model (shipped name or file) -> a ready :class:`~sr_deploy.runtime.base.Upscaler`,
+on the fastest path this machine has for the requested precision, with the reason.
+
+The decision is a pure function (:func:`decide`) of three things: the model artifact
+(:class:`Artifact`: PyTorch weights, an ONNX file or a TensorRT engine, and its precision), the
+machine (:class:`Facts`, gathered once by :func:`machine_facts`) and the request (backend,
+precision, device). :data:`RANKING` lists every way to run a model, fastest first, with where
+its order comes from (:data:`RANKING_SOURCE`). A route the request names but the machine lacks is
+an error (:class:`BackendUnavailable`) that says what is missing; nothing falls back silently.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from sr_deploy.runtime.base import Upscaler
+from sr_deploy.models.descriptor import PRECISIONS
+from sr_deploy.runtime.base import BackendUnavailable, Upscaler
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan")
+DEFAULT_MODEL = "srresnet-x4"
+ORT_TENSORRT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr-deploy" / "ort-tensorrt"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to run a model.
+
+    ``artifact``: what it runs from (``weights``, ``onnx`` or ``engine``). ``variant``: torch
+    options, or the ONNX Runtime execution provider. ``speedup``: throughput relative to torch
+    fp32 on the same device, where measured (None: ranked by the order in :data:`RANKING_SOURCE`).
+    """
+
+    backend: str
+    device: str
+    precision: str
+    artifact: str
+    variant: str = ""
+    speedup: float | None = None
+
+    @property
+    def label(self) -> str:
+        variant = self.variant.removesuffix("ExecutionProvider")
+        return f"{self.backend} {self.precision} on {self.device}" + (f" ({variant})" if variant else "")
+
+
+_TORCH_GPU = "channels_last+cudagraph"
+_ORT_TRT, _ORT_CUDA, _ORT_CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+
+RANKING_SOURCE = (
+    "CPU speedups: SRResNet x4 throughput over torch fp32, measured on the 2-core Zen 5 development CPU "
+    "(AVX-512 BF16), issue 6: torch bf16+channels_last 2.43x, ONNX Runtime int8 (u8s8) 1.40x, torch "
+    "channels_last fp32 1.27x, ONNX Runtime fp32 1.13x (ONNX Runtime fp16 on CPU: not measured, last). "
+    "GPU order (issue 6): TensorRT, then ONNX Runtime CUDA, then torch CUDA; any GPU route before any CPU route."
+)
+
+#: Every route, fastest first: the first available one of the requested precision wins.
+RANKING: tuple[Route, ...] = (
+    *(Route("tensorrt", "cuda", p, "engine") for p in ("fp32", "fp16", "int8")),
+    *(Route("onnxruntime", "cuda", p, "onnx", _ORT_TRT) for p in ("fp32", "fp16", "int8")),
+    *(Route("onnxruntime", "cuda", p, "onnx", _ORT_CUDA) for p in ("fp32", "fp16")),
+    *(Route("torch", "cuda", p, "weights", _TORCH_GPU) for p in ("fp32", "fp16", "bf16")),
+    Route("torch", "cpu", "bf16", "weights", "channels_last", 2.43),
+    Route("onnxruntime", "cpu", "int8", "onnx", _ORT_CPU, 1.40),
+    Route("torch", "cpu", "fp32", "weights", "channels_last", 1.27),
+    Route("onnxruntime", "cpu", "fp32", "onnx", _ORT_CPU, 1.13),
+    Route("onnxruntime", "cpu", "fp16", "onnx", _ORT_CPU),
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What this machine can run. Each ``str | None`` field is None when usable, else why not."""
+
+    cuda: str | None
+    tensorrt: str | None
+    onnxruntime: str | None
+    ort_providers: tuple[str, ...]
+    cpu_bf16: bool
+
+    def unavailable(self, route: Route) -> str | None:
+        """Why ``route`` cannot run here (None: it can)."""
+        if route.backend == "tensorrt" and self.tensorrt:
+            return self.tensorrt  # says why, CUDA included
+        if route.device == "cuda" and self.cuda:
+            return self.cuda
+        if route.backend == "onnxruntime":
+            if self.onnxruntime:
+                return self.onnxruntime
+            if route.variant not in self.ort_providers:
+                return (f"onnxruntime has no {route.variant} (available: {', '.join(self.ort_providers)}); "
+                        "GPU providers need onnxruntime-gpu")
+            if route.variant == _ORT_TRT and self.tensorrt:
+                return self.tensorrt
+        if route.backend == "torch" and route.device == "cpu" and route.precision == "bf16" and not self.cpu_bf16:
+            return "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
+        return None
+
+
+@functools.cache
+def machine_facts() -> Facts:
+    """The facts of this machine (cached: they do not change while the process runs)."""
+    import torch
+
+    from sr_deploy.hardware import cpu_has_bf16
+    from sr_deploy.runtime.trt_env import require_tensorrt
+
+    cuda = None if torch.cuda.is_available() else (
+        f"torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda or 'none'})"
+    )
+    try:
+        require_tensorrt(builder=False)
+        tensorrt = None
+    except BackendUnavailable as exc:
+        tensorrt = str(exc)
+    try:
+        import onnxruntime
+
+        ort, providers = None, tuple(onnxruntime.get_available_providers())
+    except ImportError:
+        ort, providers = "onnxruntime is not installed: pip install 'sr-deploy[cpu]' (or [gpu])", ()
+    return Facts(cuda, tensorrt, ort, providers, cpu_has_bf16())
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model file: ``kind`` ``weights`` (.safetensors/.pt), ``onnx`` or ``engine`` (.engine/.plan);
+    ``precision`` the file is fixed to (None for weights: they run in any float precision)."""
+
+    path: Path
+    kind: str
+    precision: str | None = None
+
+
+def identify(model: str | os.PathLike[str] | None) -> Artifact:
+    """Resolve a shipped model name or a file into an :class:`Artifact` (reads ONNX/engine metadata).
+
+    ``None`` is the shipped default (:data:`DEFAULT_MODEL`). Raises FileNotFoundError or
+    ValueError naming the file and the problem.
+    """
+    from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
+
+    if model is None:
+        default = RELEASED_DIR / f"{DEFAULT_MODEL}.safetensors"
+        if not default.is_file():
+            raise FileNotFoundError(
+                f"no model given and the shipped default {DEFAULT_MODEL} is not installed ({default} is "
+                "missing): pass a model file (.safetensors, .pt, .onnx, .engine)"
+            )
+        model = DEFAULT_MODEL
+    path = resolve_weights(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from sr_deploy.runtime.ort_backend import onnx_descriptor_props
+
+        try:
+            props = onnx_descriptor_props(path)
+        except Exception as exc:
+            raise ValueError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+        if "sr_deploy.descriptor" not in props:
+            raise ValueError(f"{path} has no sr-deploy metadata: export it with `sr-deploy export onnx`")
+        return Artifact(path, "onnx", props.get("sr_deploy.precision", "fp32"))
+    if suffix in ENGINE_SUFFIXES:
+        from sr_deploy.export.engine_meta import read_metadata
+
+        return Artifact(path, "engine", read_metadata(path).precision)
+    return Artifact(path, "weights")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The decision: the ``route`` to run ``artifact`` on, ``reason`` (one human line), and every
+    usable route of the request best first (``candidates``; ``load`` tries them in order)."""
+
+    artifact: Artifact
+    route: Route
+    reason: str
+    candidates: tuple[Route, ...]
+
+
+_KINDS = {"weights": "PyTorch weights", "onnx": "an ONNX graph", "engine": "a TensorRT engine"}
+
+
+def _make_hint(kind: str, precision: str) -> str:
+    """How to get a ``kind`` file (weights, onnx, engine) in ``precision``."""
+    if kind == "engine":
+        return f"build a {precision} engine with `sr-deploy build MODEL.onnx -o MODEL.engine` from a {precision} ONNX"
+    if kind == "onnx":
+        step = {"fp32": "onnx", "fp16": "fp16", "int8": "int8"}.get(precision)
+        return f"export it first with `sr-deploy export {step} ...`" if step else f"ONNX has no {precision} export"
+    return "run from the .safetensors/.pt weights"
+
+
+def _device_matches(route: Route, device: str | None) -> bool:
+    return device is None or device.split(":")[0] == route.device
+
+
+def decide(
+    artifact: Artifact,
+    facts: Facts,
+    backend: str = "auto",
+    precision: str | None = None,
+    device: str | None = None,
+) -> Selection:
+    """Choose the route for ``artifact`` on a machine with ``facts`` (pure: no I/O).
+
+    ``precision``: None runs the file's own precision (fp32 for weights). ``device``: None,
+    ``cpu``, ``cuda`` or ``cuda:N``. Raises ValueError for a request that makes no sense for the
+    file, :class:`BackendUnavailable` when nothing requested can run here (saying what is missing).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if device is not None and device.split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    want = precision or artifact.precision or "fp32"
+    if artifact.precision is not None and want != artifact.precision:
+        raise ValueError(f"{artifact.path} holds {_KINDS[artifact.kind]} in {artifact.precision}; for {want}: "
+                         f"{_make_hint('weights' if want == 'bf16' else artifact.kind, want)}")
+    where = f"{backend if backend != 'auto' else 'any backend'} on {device or 'any device'}"
+    requested = [r for r in RANKING if backend in ("auto", r.backend) and _device_matches(r, device)]
+    routes = [r for r in requested if r.precision == want]
+    if not routes:
+        offered = sorted({r.precision for r in requested})
+        raise BackendUnavailable(f"{want} is not offered by {where} (offered: {', '.join(offered) or 'nothing'})")
+    fitting = [r for r in routes if r.artifact == artifact.kind]
+    usable = [r for r in fitting if facts.unavailable(r) is None]
+    others = [r for r in routes if r.artifact != artifact.kind and facts.unavailable(r) is None]
+    if not fitting:
+        hints = "; or ".join(dict.fromkeys(f"{r.label}: {_make_hint(r.artifact, want)}" for r in others or routes))
+        lead = "this machine can run " if others else "it needs another file: "
+        who = "no backend runs" if backend == "auto" else f"the {backend} backend does not run"
+        raise BackendUnavailable(f"{artifact.path} holds {_KINDS[artifact.kind]}; {who} those in {want}"
+                                 f"{'' if device is None else ' on ' + device}; {lead}{hints}")
+    if not usable:
+        missing = "; ".join(f"{r.label}: {facts.unavailable(r)}" for r in fitting)
+        instead = f"; this machine can run {others[0].label}: {_make_hint(others[0].artifact, want)}" if others else ""
+        raise BackendUnavailable(f"cannot run {artifact.path} ({want}) with {where} here: {missing}{instead}")
+    best = usable[0]
+    reason = [f"{best.label}: the fastest {want} route for this {artifact.kind} file on this machine"]
+    if best.speedup is not None:
+        reason.append(f"measured {best.speedup:.2f}x torch fp32 on the reference CPU")
+    skipped = [f"{r.label} ({facts.unavailable(r)})" for r in fitting[: fitting.index(best)]]
+    if skipped:
+        reason.append("skipped: " + "; ".join(skipped))
+    faster = [r for r in others if routes.index(r) < routes.index(best)]
+    if faster:
+        reason.append(f"faster here: {faster[0].label}, {_make_hint(faster[0].artifact, want)}")
+    return Selection(artifact, best, "; ".join(reason), tuple(usable))
+
+
+def _cuda_index(device: str | None) -> int:
+    return int(device.split(":")[1]) if device and ":" in device else 0
+
+
+def open_route(route: Route, artifact: Artifact, device: str | None = None) -> Upscaler:
+    """Construct the upscaler for ``route`` over ``artifact`` (``device``: ``cuda:N`` picks the GPU)."""
+    if route.backend == "torch":
+        from sr_deploy.models.weights import load_weights
+        from sr_deploy.runtime.torch_backend import TorchUpscaler
+
+        net, desc = load_weights(artifact.path)
+        on_cuda = route.device == "cuda"
+        return TorchUpscaler(net, desc, device=(device or "cuda") if on_cuda else "cpu", precision=route.precision,
+                             channels_last=True, cuda_graphs=on_cuda)
+    if route.backend == "onnxruntime":
+        from sr_deploy.runtime.ort_backend import OrtUpscaler, cuda_provider, tensorrt_provider
+
+        index = _cuda_index(device)
+        providers: list[str | tuple[str, dict[str, str]]] = [_ORT_CPU]
+        if route.variant in (_ORT_CUDA, _ORT_TRT):
+            providers.insert(0, cuda_provider(index))
+        if route.variant == _ORT_TRT:
+            providers.insert(0, tensorrt_provider(ORT_TENSORRT_CACHE, index))
+        return OrtUpscaler(artifact.path, providers=providers)
+    from sr_deploy.runtime.trt_backend import TrtUpscaler
+
+    return TrtUpscaler(artifact.path, device=_cuda_index(device))
+
+
+def load_selected(
+    model: str | os.PathLike[str] | None = None,
+    backend: str = "auto",
+    precision: str | None = None,
+    device: str | None = None,
+) -> tuple[Upscaler, Selection]:
+    """:func:`load` that also returns the :class:`Selection` (with the reason to print).
+
+    When the chosen route fails to start (e.g. the TensorRT execution provider cannot load its
+    libraries), the next candidate of the same request is tried and the reason says so.
+    """
+    artifact = identify(model)
+    selection = decide(artifact, machine_facts(), backend, precision, device)
+    failures: list[str] = []
+    for route in selection.candidates:
+        try:
+            upscaler = open_route(route, artifact, device)
+        except BackendUnavailable as exc:
+            failures.append(f"{route.label} failed to start: {exc}")
+            continue
+        if failures:
+            reason = f"{route.label} ({'; '.join(failures)}); planned: {selection.reason}"
+            selection = Selection(artifact, route, reason, selection.candidates)
+        return upscaler, selection
+    raise BackendUnavailable("; ".join(failures))
 
 
 def load(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
     backend: str = "auto",
-    precision: str = "fp32",
-    device: str = "cpu",
+    precision: str | None = None,
+    device: str | None = None,
     scale: int = 4,
 ) -> Upscaler:
-    """Load ``model``: ``"bicubic"`` (needs ``scale``), a shipped model name, a ``.safetensors`` or
-    ``.pt`` checkpoint (PyTorch backend), or an ``.onnx`` file (ONNX Runtime backend).
-    """
-    from sr_deploy.models.weights import load_weights
-    from sr_deploy.models.zoo import resolve_weights
+    """Load ``model`` on the fastest route for ``precision`` (see :func:`decide`).
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    if str(model) == "bicubic":
+    ``model``: a shipped model name (None: :data:`DEFAULT_MODEL`), ``.safetensors``/``.pt``
+    weights (PyTorch), an ``.onnx`` file (ONNX Runtime: CPU, CUDA or TensorRT execution provider),
+    an ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times).
+    ``backend``: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``.
+    """
+    if model is not None and str(model) == "bicubic":
         from sr_deploy.runtime.bicubic_backend import BicubicUpscaler
 
         return BicubicUpscaler(scale)
-    path = resolve_weights(model)
-    if Path(path).suffix == ".onnx":
-        if backend == "torch":
-            raise ValueError(f"{path} is an ONNX file; the torch backend needs .safetensors or .pt weights")
-        from sr_deploy.runtime.ort_backend import OrtUpscaler
-
-        return OrtUpscaler(path)
-    if backend == "onnxruntime":
-        raise ValueError(f"{path}: the onnxruntime backend needs an .onnx file (export it first)")
-    from sr_deploy.runtime.torch_backend import TorchUpscaler
-
-    net, desc = load_weights(path, device)
-    return TorchUpscaler(net, desc, device=device, precision=precision)
+    return load_selected(model, backend, precision, device)[0]

@@ -18,6 +18,8 @@ from sr_deploy.models.descriptor import ModelDescriptor
 from sr_deploy.runtime.base import BackendUnavailable, Upscaler
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Input shapes captured per upscaler; further shapes run eagerly (each graph keeps its own memory).
+MAX_CUDA_GRAPHS = 8
 
 
 class _CudaGraphs:
@@ -25,6 +27,7 @@ class _CudaGraphs:
 
     The static tensors are shared state, so replays are serialised by a lock and the result is
     cloned and synchronised before the lock is released (threads may run on different streams).
+    After :data:`MAX_CUDA_GRAPHS` shapes, new shapes run eagerly (tiling keeps the shapes few).
     """
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -33,23 +36,29 @@ class _CudaGraphs:
         self._lock = threading.Lock()
 
     def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
-        static_in = x.clone()
-        side = torch.cuda.Stream(device=x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # warm-up outside the graph: cuDNN algorithm choice, allocator pools
-                self._forward(static_in)
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self._forward(static_in)
+        with torch.cuda.device(x.device):
+            static_in = x.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up outside the graph: cuDNN algorithm choice, allocator pools
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: CUDA work of other threads during the capture does not invalidate it
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                static_out = self._forward(static_in)
         return graph, static_in, static_out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
         with self._lock:
-            entry = self._graphs.get(tuple(x.shape))
-            if entry is None:
-                entry = self._graphs[tuple(x.shape)] = self._capture(x)
+            entry = self._graphs.get(key)
+            if entry is None and len(self._graphs) < MAX_CUDA_GRAPHS:
+                entry = self._graphs[key] = self._capture(x)
+        if entry is None:
+            return self._forward(x)  # too many shapes already captured: run eagerly
+        with self._lock:
             graph, static_in, static_out = entry
             static_in.copy_(x)
             graph.replay()
@@ -88,7 +97,7 @@ class TorchUpscaler(Upscaler):
                                      f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
         self.model = model.eval().to(device)
         if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.desc, self.scale = desc, desc.scale
         self.device, self.precision, self.channels_last = device, precision, channels_last
         self._graphs = _CudaGraphs(self._forward) if cuda_graphs else None

@@ -33,7 +33,8 @@ def sr_onnx(path: Path, desc: ModelDescriptor = DESC, precision: str = "fp16") -
     scales = numpy_helper.from_array(np.array([1, 1, desc.scale, desc.scale], dtype=np.float32), "scales")
     node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], name="upsample", mode="nearest")
     graph = helper.make_graph(
-        [node], "tiny",
+        [node],
+        "tiny",
         [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", 3, "sH", "sW"])],
         initializer=[scales],
@@ -91,8 +92,9 @@ def test_cli_build_reports_unavailable_tensorrt_and_bad_profiles(tmp_path: Path)
     runner = CliRunner()
     result = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--max", "2x3x256x256"])
     assert result.exit_code == 2 and "TensorRT is not available" in result.output
-    result = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"),
-                                 "--min", "1x3x64x64", "--opt", "1x3x32x32"])
+    result = runner.invoke(
+        app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--min", "1x3x64x64", "--opt", "1x3x32x32"]
+    )
     assert result.exit_code == 2 and "min > opt" in result.output
     result = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--opt-level", "9"])
     assert result.exit_code == 2 and "0..5" in result.output

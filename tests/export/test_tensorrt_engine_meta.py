@@ -38,8 +38,14 @@ SHA = "ab" * 32
 
 def meta(**changes: object) -> EngineMetadata:
     base = EngineMetadata(
-        tensorrt_version="10.8.0.43", gpu=A100, precision="fp16", onnx_sha256=SHA, onnx_path="models/x4-fp16.onnx",
-        input_name="lr", options=OPTIONS, descriptor=ModelDescriptor(num_blocks=2).to_dict(),
+        tensorrt_version="10.8.0.43",
+        gpu=A100,
+        precision="fp16",
+        onnx_sha256=SHA,
+        onnx_path="models/x4-fp16.onnx",
+        input_name="lr",
+        options=OPTIONS,
+        descriptor=ModelDescriptor(num_blocks=2).to_dict(),
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -77,8 +83,14 @@ def test_missing_or_broken_sidecar_names_the_file(tmp_path: Path) -> None:
 
 
 def name(**changes: object) -> str:
-    args = {"onnx_stem": "x4-fp16", "precision": "fp16", "onnx_sha256": SHA, "options": OPTIONS,
-            "tensorrt_version": "10.8.0.43", "gpu": A100}
+    args = {
+        "onnx_stem": "x4-fp16",
+        "precision": "fp16",
+        "onnx_sha256": SHA,
+        "options": OPTIONS,
+        "tensorrt_version": "10.8.0.43",
+        "gpu": A100,
+    }
     args.update(changes)
     return cache_file_name(**args)  # type: ignore[arg-type]
 
@@ -149,8 +161,10 @@ def test_check_compatible_says_what_differs_and_how_to_rebuild() -> None:
 def test_rebuild_command_is_accepted_by_the_cli(tmp_path: Path) -> None:
     """The suggested command parses with the real `build` command (it stops at the missing ONNX)."""
     profiles = (Profile.parse("1x3x32x32:1x3x64x64:1x3x64x64"), Profile.parse("1x3x65x65:1x3x128x128:2x3x256x256"))
-    m = meta(onnx_path=str(tmp_path / "gone.onnx"),
-             options=BuildOptions(profiles, version_compatible=True, hardware_compat="same-cc"))
+    m = meta(
+        onnx_path=str(tmp_path / "gone.onnx"),
+        options=BuildOptions(profiles, version_compatible=True, hardware_compat="same-cc"),
+    )
     args = shlex.split(rebuild_command(m, tmp_path / "e.engine"))
     assert args[:2] == ["sr-deploy", "build"] and args.count("--profiles") == 2
     result = CliRunner().invoke(app, args[1:])

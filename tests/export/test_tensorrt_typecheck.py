@@ -11,8 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "typecheck_tensorrt.sh"
 
 
-@pytest.mark.skipif(not (REPO / ".stubs" / "trt10-10.13.0.35.1" / ".patched").is_file(),
-                    reason="run tests/typecheck_tensorrt.sh once to install the TensorRT stubs into .stubs/")
+@pytest.mark.skipif(
+    not (REPO / ".stubs" / "trt10-10.13.0.35.1" / ".patched").is_file(),
+    reason="run tests/typecheck_tensorrt.sh once to install the TensorRT stubs into .stubs/",
+)
 def test_misspelled_builder_call_fails_the_typecheck(tmp_path: Path) -> None:
     source = (REPO / "sr_deploy" / "export" / "tensorrt.py").read_text()
     assert "builder.build_serialized_network(" in source

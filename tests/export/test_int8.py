@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from sr_deploy.cli import app
+from sr_deploy.data.image_io import write_image
+from sr_deploy.export import metadata as meta
+from sr_deploy.export.calibration import calibration_set
+from sr_deploy.export.errors import ExportError
+from sr_deploy.export.int8 import export_int8
+from sr_deploy.export.parity import ort_runner
+from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges
+from sr_deploy.export.sensitivity import mean_y_psnr, validation_pairs
+from sr_deploy.runtime import load
+
+
+def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
+def test_int8_layouts_run_and_carry_metadata(tiny_onnx: Path, tmp_path: Path, target: str) -> None:
+    result = export_int8(tiny_onnx, tmp_path / "m.int8.onnx", target, num_images=2)
+    model = onnx.load(str(result.path))
+    props = meta.read_props(model)
+    assert props[meta.PRECISION] == "int8"
+    calib = json.loads(props[meta.CALIBRATION])
+    assert calib["layout"] == target and calib["method"] == "minmax" and calib["crops"] == 8
+    zps = _zero_points(model)
+    if target == "tensorrt":
+        assert all(z.dtype == np.int8 and not z.any() for z in zps)
+        # Q/DQ on Conv inputs and on Add inputs only: a quantized Conv output must be an Add input
+        consumers = {}
+        for n in model.graph.node:
+            for name in n.input:
+                consumers.setdefault(name, []).append(n)
+        conv_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Conv"}
+        for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in conv_outputs):
+            dqs = consumers[q.output[0]]
+            assert all(c.op_type == "Add" for dq in dqs for c in consumers[dq.output[0]]), q.name
+    else:
+        assert all(z.dtype == np.uint8 for z in zps)
+    inits = {t.name: t for t in model.graph.initializer}
+    weight_dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and len(inits[n.input[0]].dims) == 4
+    ]
+    assert len(weight_dq) == 9  # every conv: per-channel int8 weights, one scale per output channel
+    assert all(list(inits[n.input[1]].dims) == [inits[n.input[0]].dims[0]] for n in weight_dq)
+    assert result.parity.passed and load(result.path).precision == "int8"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(result.path), "--json"])
+    assert res.exit_code == 0, res.output
+
+
+def _dark_images(folder: Path) -> Path:
+    """Real photos darkened to half their range: poor calibration data, so activations on
+    normal images clip and the all-int8 model loses real accuracy."""
+    from sr_deploy.data.datasets import embedded_images
+    from sr_deploy.data.image_io import read_image
+
+    folder.mkdir()
+    for p in embedded_images("train")[:3]:
+        img = read_image(p)
+        write_image(folder / f"{p.stem}.png", (img // 2).astype(np.uint8))
+    return folder
+
+
+def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, tmp_path: Path) -> None:
+    calib = _dark_images(tmp_path / "dark")
+    layout = LAYOUTS["ort-cpu"]
+    quantizer = Quantizer(tiny_onnx, compute_ranges(tiny_onnx, calibration_set(calib, 4), layout), layout, tmp_path)
+    quantizer.quantize([], tmp_path / "all.onnx")
+    pairs = validation_pairs(None, 4)
+    baseline = mean_y_psnr(ort_runner(tiny_onnx), pairs, 4)
+    all_int8_drop = baseline - mean_y_psnr(ort_runner(tmp_path / "all.onnx"), pairs, 4)
+    assert all_int8_drop > 1.0, "calibration was not poor enough"
+    budget = all_int8_drop - 0.5
+    result = export_int8(tiny_onnx, tmp_path / "b.int8.onnx", "ort-cpu", calib=calib, max_psnr_drop=budget)
+    report = result.budget
+    assert report is not None and report.all_int8_drop == pytest.approx(all_int8_drop)
+    assert report.within_budget and report.final_drop <= budget
+    assert 0 < len(report.excluded) < len(report.sensitivity) == 12
+    ranked = sorted(report.sensitivity, key=lambda n: -report.sensitivity[n])
+    assert report.excluded == ranked[: len(report.excluded)]
+    # the written model, measured afresh, is within budget
+    drop = baseline - mean_y_psnr(ort_runner(result.path), pairs, 4)
+    assert drop == pytest.approx(report.final_drop, abs=1e-9)
+    assert result.report_path == tmp_path / "b.int8.report.json"
+    saved = json.loads(result.report_path.read_text())
+    assert saved["budget"]["excluded"] == report.excluded and saved["budget"]["within_budget"]
+    calib_meta = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.CALIBRATION])
+    assert calib_meta["excluded_nodes"] == report.excluded
+
+
+def test_int8_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.onnx"
+    with pytest.raises(ExportError, match="unknown --target 'gpu'"):
+        export_int8(tiny_onnx, out, "gpu")
+    with pytest.raises(ExportError, match="unknown calibration method 'mse'"):
+        export_int8(tiny_onnx, out, method="mse")
+    with pytest.raises(ExportError, match="calibration images: .*nodir"):
+        export_int8(tiny_onnx, out, calib=tmp_path / "nodir")
+    notonnx = tmp_path / "model.onnx"
+    notonnx.write_bytes(b"\x89PNG not a model")
+    res = CliRunner().invoke(app, ["export", "int8", str(notonnx), "-o", str(out)])
+    assert res.exit_code == 2 and "model.onnx is not a readable ONNX file" in res.output
+    assert not out.exists()

@@ -1,0 +1,190 @@
+"""Backend selection: every branch of the pure decision, the ranking data, and real loads on this machine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sr_deploy.export.engine_meta import EngineMetadataError
+from sr_deploy.hardware import cpu_has_bf16
+from sr_deploy.models.zoo import RELEASED_DIR
+from sr_deploy.runtime import load
+from sr_deploy.runtime.base import BackendUnavailable
+from sr_deploy.runtime.ort_backend import OrtUpscaler
+from sr_deploy.runtime.select import (
+    DEFAULT_MODEL,
+    RANKING,
+    RANKING_SOURCE,
+    Artifact,
+    Facts,
+    decide,
+    identify,
+    load_selected,
+    machine_facts,
+)
+from sr_deploy.runtime.torch_backend import TorchUpscaler
+from tests.runtime.conftest import SMALL, random_srresnet
+
+NO_CUDA = "torch sees no CUDA device"
+NO_TRT = "TensorRT is not available: the tensorrt Python package is not installed"
+CPU_BF16 = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=True)
+CPU_PLAIN = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=False)
+NO_ORT = Facts(NO_CUDA, NO_TRT, "onnxruntime is not installed", (), cpu_bf16=False)
+GPU_ALL = Facts(None, None, None, ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"), True)
+GPU_NO_TRT = Facts(None, NO_TRT, None, ("CUDAExecutionProvider", "CPUExecutionProvider"), False)
+
+WEIGHTS = Artifact(Path("m.safetensors"), "weights")
+ONNX32 = Artifact(Path("m.onnx"), "onnx", "fp32")
+ONNX16 = Artifact(Path("m-fp16.onnx"), "onnx", "fp16")
+ONNX8 = Artifact(Path("m-int8.onnx"), "onnx", "int8")
+ENGINE16 = Artifact(Path("m.engine"), "engine", "fp16")
+
+
+def test_ranking_is_data_with_its_source() -> None:
+    devices = [r.device for r in RANKING]
+    assert devices == sorted(devices, key=lambda d: d != "cuda")  # every GPU route before every CPU route
+    measured = [r.speedup for r in RANKING if r.speedup is not None]
+    assert measured == sorted(measured, reverse=True) == [2.43, 1.40, 1.27, 1.13]
+    for value in measured:
+        assert f"{value:.2f}x" in RANKING_SOURCE
+    keys = [(r.backend, r.device, r.precision, r.variant) for r in RANKING]
+    assert len(keys) == len(set(keys))
+    gpu_fp16 = [r.backend + r.variant for r in RANKING if r.device == "cuda" and r.precision == "fp16"]
+    assert gpu_fp16 == ["tensorrt", "onnxruntimeTensorrtExecutionProvider", "onnxruntimeCUDAExecutionProvider",
+                        "torchchannels_last+cudagraph"]
+
+
+@pytest.mark.parametrize(
+    ("artifact", "facts", "request_", "expected", "in_reason"),
+    [
+        (WEIGHTS, CPU_BF16, {}, ("torch", "cpu", "fp32", "channels_last"), "1.27x"),
+        (WEIGHTS, CPU_BF16, {"precision": "bf16"}, ("torch", "cpu", "bf16", "channels_last"), "2.43x"),
+        (ONNX8, CPU_PLAIN, {}, ("onnxruntime", "cpu", "int8", "CPUExecutionProvider"), "1.40x"),
+        (ONNX32, CPU_PLAIN, {"backend": "onnxruntime"}, ("onnxruntime", "cpu", "fp32", "CPUExecutionProvider"),
+         "skipped: onnxruntime fp32 on cuda (Tensorrt) (torch sees no CUDA device)"),
+        (ONNX16, CPU_PLAIN, {}, ("onnxruntime", "cpu", "fp16", "CPUExecutionProvider"), "fp16 route"),
+        (WEIGHTS, GPU_ALL, {}, ("torch", "cuda", "fp32", "channels_last+cudagraph"),
+         "faster here: tensorrt fp32 on cuda, build a fp32 engine"),
+        (WEIGHTS, GPU_ALL, {"precision": "fp16"}, ("torch", "cuda", "fp16", "channels_last+cudagraph"),
+         "faster here: tensorrt fp16"),
+        (ONNX16, GPU_ALL, {}, ("onnxruntime", "cuda", "fp16", "TensorrtExecutionProvider"), "fastest fp16"),
+        (ENGINE16, GPU_ALL, {"backend": "tensorrt"}, ("tensorrt", "cuda", "fp16", ""), "fastest fp16"),
+        (ONNX32, GPU_NO_TRT, {}, ("onnxruntime", "cuda", "fp32", "CUDAExecutionProvider"),
+         "onnxruntime has no TensorrtExecutionProvider"),
+        (ONNX8, GPU_NO_TRT, {}, ("onnxruntime", "cpu", "int8", "CPUExecutionProvider"), "skipped"),
+        (ONNX32, GPU_ALL, {"device": "cpu"}, ("onnxruntime", "cpu", "fp32", "CPUExecutionProvider"), "fastest"),
+        (WEIGHTS, GPU_ALL, {"device": "cpu", "precision": "bf16"}, ("torch", "cpu", "bf16", "channels_last"),
+         "2.43x"),
+        (WEIGHTS, GPU_ALL, {"device": "cuda:1", "precision": "bf16"},
+         ("torch", "cuda", "bf16", "channels_last+cudagraph"), "bf16"),
+    ],
+)
+def test_decisions(artifact: Artifact, facts: Facts, request_: dict[str, str], expected: tuple[str, ...],
+                   in_reason: str) -> None:
+    sel = decide(artifact, facts, **request_)
+    assert (sel.route.backend, sel.route.device, sel.route.precision, sel.route.variant) == expected
+    assert in_reason in sel.reason
+    assert sel.candidates[0] == sel.route and all(facts.unavailable(r) is None for r in sel.candidates)
+
+
+@pytest.mark.parametrize(
+    ("artifact", "facts", "request_", "error", "message"),
+    [
+        (WEIGHTS, CPU_PLAIN, {"precision": "bf16"}, BackendUnavailable, "no AVX-512 BF16"),
+        (WEIGHTS, CPU_BF16, {"precision": "int8"}, BackendUnavailable,
+         r"this machine can run onnxruntime int8 on cpu \(CPU\): export it first with `sr-deploy export int8"),
+        (WEIGHTS, CPU_BF16, {"precision": "fp16"}, BackendUnavailable,
+         "torch fp16 on cuda .*: torch sees no CUDA device; this machine can run onnxruntime fp16 on cpu"),
+        (ONNX32, CPU_BF16, {"precision": "int8"}, ValueError,
+         "m.onnx holds an ONNX graph in fp32; for int8: export it first"),
+        (ONNX32, CPU_BF16, {"precision": "bf16"}, ValueError, "for bf16: run from the .safetensors/.pt weights"),
+        (ONNX32, CPU_BF16, {"backend": "torch"}, BackendUnavailable,
+         "m.onnx holds an ONNX graph; the torch backend does not run those in fp32; this machine can run torch "
+         "fp32 on cpu .*run from the .safetensors"),
+        (WEIGHTS, CPU_BF16, {"backend": "onnxruntime"}, BackendUnavailable, "`sr-deploy export onnx"),
+        (ONNX32, CPU_BF16, {"backend": "tensorrt"}, BackendUnavailable, "sr-deploy build"),
+        (WEIGHTS, CPU_BF16, {"backend": "torch", "precision": "int8"}, BackendUnavailable,
+         "int8 is not offered by torch on any device .offered: bf16, fp16, fp32"),
+        (ENGINE16, CPU_BF16, {}, BackendUnavailable, "TensorRT is not available: the tensorrt Python package"),
+        (ENGINE16, GPU_NO_TRT, {"backend": "tensorrt"}, BackendUnavailable, "tensorrt fp16 on cuda: TensorRT is not"),
+        (ONNX32, NO_ORT, {}, BackendUnavailable, "onnxruntime is not installed"),
+        (ONNX32, CPU_BF16, {"device": "cuda"}, BackendUnavailable, "torch sees no CUDA device"),
+        (WEIGHTS, CPU_BF16, {"backend": "magic"}, ValueError, "unknown backend 'magic'"),
+        (WEIGHTS, CPU_BF16, {"precision": "fp8"}, ValueError, "unknown precision 'fp8'"),
+        (WEIGHTS, CPU_BF16, {"device": "tpu"}, ValueError, "unknown device 'tpu'"),
+    ],
+)
+def test_refusals_say_what_is_missing(artifact: Artifact, facts: Facts, request_: dict[str, str],
+                                      error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        decide(artifact, facts, **request_)
+
+
+def test_gpu_facts_without_a_gpu_are_never_silently_cpu() -> None:
+    with pytest.raises(BackendUnavailable, match=re.escape(NO_TRT)):
+        decide(ENGINE16, CPU_BF16, backend="tensorrt")
+    with pytest.raises(BackendUnavailable, match=re.escape(NO_CUDA)):
+        decide(WEIGHTS, CPU_BF16, device="cuda")
+
+
+def test_machine_facts_are_this_machine() -> None:
+    facts = machine_facts()
+    assert facts.cpu_bf16 == cpu_has_bf16()
+    assert (facts.cuda is None) == torch.cuda.is_available()
+    assert "CPUExecutionProvider" in facts.ort_providers and facts.onnxruntime is None
+    if facts.cuda is not None:
+        assert facts.tensorrt is not None  # TensorRT cannot work without a GPU
+
+
+def test_real_auto_load_of_weights_on_this_machine(small_weights: Path) -> None:
+    up, sel = load_selected(small_weights)
+    assert isinstance(up, TorchUpscaler) and sel.route.backend == "torch" and sel.route.precision == "fp32"
+    assert up.precision == "fp32" and up.channels_last and up.scale == 4 and sel.reason
+    x = np.random.default_rng(0).random((1, 3, 12, 9), dtype=np.float32)
+    reference = TorchUpscaler(random_srresnet(), SMALL).run(x)
+    assert np.abs(up.run(x) - reference).max() <= 1e-5
+    if cpu_has_bf16():
+        assert load(small_weights, precision="bf16").precision == "bf16"
+    else:
+        with pytest.raises(BackendUnavailable, match="no AVX-512 BF16"):
+            load(small_weights, precision="bf16")
+
+
+def test_real_load_of_onnx_and_explicit_backends(small_weights: Path, small_onnx: Path) -> None:
+    up, sel = load_selected(small_onnx)
+    assert isinstance(up, OrtUpscaler) and up.precision == "fp32" and "onnxruntime fp32" in sel.reason
+    assert isinstance(load(small_weights, backend="torch"), TorchUpscaler)
+    with pytest.raises(BackendUnavailable, match="export onnx"):
+        load(small_weights, backend="onnxruntime")
+    with pytest.raises(BackendUnavailable, match="run from the .safetensors"):
+        load(small_onnx, backend="torch")
+
+
+def test_identify_reads_the_file_kind_and_precision(small_weights: Path, small_onnx: Path, tmp_path: Path) -> None:
+    assert identify(small_weights) == Artifact(small_weights, "weights")
+    assert identify(small_onnx) == Artifact(small_onnx, "onnx", "fp32")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(EngineMetadataError, match="m.engine.json is missing"):
+        identify(engine)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="bad.onnx is not a readable ONNX file"):
+        identify(bad)
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped model"):
+        identify(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.skipif((RELEASED_DIR / f"{DEFAULT_MODEL}.safetensors").is_file(), reason="the default model is shipped")
+def test_no_model_without_the_shipped_default_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match="no model given and the shipped default srresnet-x4 is not installed"):
+        load()
+
+
+def test_bicubic_baseline_still_loads() -> None:
+    up = load("bicubic", scale=2)
+    assert up.name == "bicubic" and up.run(np.zeros((1, 3, 4, 4), np.float32)).shape == (1, 3, 8, 8)

@@ -1,0 +1,86 @@
+"""The pipeline and the demo command, end to end on a tiny model (real exports, real ORT, real bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from sr_deploy.bench.results import load_table
+from sr_deploy.cli import app
+from sr_deploy.pipeline import MANIFEST, PipelineConfig, run_demo, run_pipeline, step_key
+from tests.bench.tiny import save_tiny_model
+
+EXPORT_STEPS = ["export fp32", "export fp16", "export int8 (ort-cpu)", "export int8 (tensorrt)"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """``sr-deploy demo --model TINY --out OUT`` once: (weights, out, command output)."""
+    root = tmp_path_factory.mktemp("demo")
+    weights = save_tiny_model(root / "tiny.safetensors")
+    out = root / "out"
+    result = CliRunner().invoke(app, ["demo", "--model", str(weights), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return weights, out, result.output
+
+
+def test_demo_end_to_end(demo_run: tuple[Path, Path, str]) -> None:
+    _, out, output = demo_run
+    report = out / "bench" / "report.md"
+    assert output.strip().splitlines()[-1] == str(report) and report.is_file()
+    for name in ("model.fp32.onnx", "model.fp16.onnx", "model.int8-ort.onnx", "model.int8-trt.onnx", MANIFEST):
+        assert (out / name).is_file(), name
+    variants = load_table(out / "bench", "variants")
+    ok = set(variants.filter(pl.col("status") == "ok")["variant"])
+    assert {"torch-fp32", "onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8"} <= ok
+    parity = load_table(out / "bench", "parity").filter(pl.col("variant").str.starts_with("onnxruntime"))
+    assert parity["passed"].all(), parity
+    text = report.read_text()
+    assert "onnxruntime-int8" in text and "![side-by-side crop](plots/crops.png)" in text
+    assert "export int8 (ort-cpu)" in output and "bench" in output  # the summary table
+
+
+def test_second_call_skips_every_step(demo_run: tuple[Path, Path, str]) -> None:
+    weights, out, _ = demo_run
+    before = (out / MANIFEST).read_text()
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")}
+    results, report = run_demo(out, str(weights), log=lambda _m: None)
+    done = {r.step: r.status for r in results}
+    assert all(done[s] == "skipped" for s in [*EXPORT_STEPS, "bench", "report"]), done
+    assert done.get("tensorrt engines") in (None, "skipped", "not available", "done")
+    assert (out / MANIFEST).read_text() == before
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")} == stamps
+    assert report.is_file()
+
+
+def test_a_damaged_output_is_redone(demo_run: tuple[Path, Path, str]) -> None:
+    weights, out, _ = demo_run
+    (out / "model.fp16.onnx").write_bytes(b"not an onnx file")
+    results, _ = run_demo(out, str(weights), log=lambda _m: None)
+    done = {r.step: r.status for r in results}
+    assert done["export fp16"] == "done" and done["export fp32"] == "skipped"
+    assert done["bench"] == "skipped"  # the re-exported fp16 file is identical, so its key is too
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["steps"]["export fp16"]["outputs"].keys() == {"model.fp16.onnx"}
+
+
+def test_step_key_follows_inputs_and_options(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    assert step_key([a], {"x": 1}) == step_key([a], {"x": 1})
+    assert step_key([a], {"x": 1}) != step_key([b], {"x": 1})
+    assert step_key([a], {"x": 1}) != step_key([a], {"x": 2})
+
+
+def test_bad_targets_and_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown --targets"):
+        PipelineConfig(model="m", targets=("openvino",))
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        run_pipeline(PipelineConfig(model="no-such-model"), tmp_path)
+    result = CliRunner().invoke(app, ["pipeline", "--model", "m", "--out", str(tmp_path), "--targets", "x"])
+    assert result.exit_code == 2 and "unknown targets" in result.output
