@@ -165,7 +165,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
 
         def int8_step(layout: str = layout, path: Path = path) -> str:
             r = export_int8(fp32, path, target=layout, calib=config.calib, num_images=config.calib_images,
-                            max_psnr_drop=config.max_psnr_drop, val=config.val)
+                            max_psnr_drop=config.max_psnr_drop, val=config.val, on_step=log)
             budget = r.budget
             drop = f"Y-PSNR drop {budget.final_drop:.3f} dB, {len(budget.excluded)} layer(s) left in float" \
                 if budget else "no budget"

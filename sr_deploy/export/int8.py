@@ -4,8 +4,8 @@ Steps: calibration crops (:mod:`.calibration`) -> tensor ranges, computed once (
 optional accuracy-budget search (:mod:`.sensitivity`) -> final quantization -> metadata
 (``sr_deploy.precision = int8``, ``sr_deploy.calibration`` JSON) -> ``onnx.checker`` and a sanity
 gate against the fp32 model on ORT CPU on real images at two sizes (finite outputs, and without a
-budget PSNR >= 20 dB vs fp32; with a budget, the budget on HR ground truth is the accuracy gate) -> atomic write of the model and, with a budget, of the JSON
-report beside it (``<output stem>.report.json``).
+budget PSNR >= 20 dB vs fp32; with a budget, the budget on HR ground truth is the accuracy gate)
+-> atomic write of the model and, with a budget, of the JSON report beside it (``<output stem>.report.json``).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def export_int8(
         ort_runner(model.SerializeToString()),
         ort_runner(data),
         parity_inputs(desc, meta.static_size(model)),
-        INT8_MIN_PSNR_DB,
+        -math.inf if budget else INT8_MIN_PSNR_DB,
         None,
         "ONNX Runtime int8 vs fp32 (sanity)",
     )
