@@ -14,8 +14,8 @@ Input ``lr``: ``batch x 3 x height x width`` float32 RGB in [0, 1]; output ``sr`
 
 from __future__ import annotations
 
-import io
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,16 +89,15 @@ def torch_to_onnx(
     example = torch.rand(1, desc.in_channels, h, w)
     lr_axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
     sr_axes = {0: "batch"} if static else {0: "batch", 2: "out_height", 3: "out_width"}
-    buf = io.BytesIO()
     net = net.eval().float().cpu()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="sr-deploy-export.") as tmp:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         try:
             torch.onnx.export(
                 net,
                 (example,),
-                buf,
+                str(Path(tmp) / "traced.onnx"),
                 dynamo=False,
                 opset_version=opset,
                 do_constant_folding=True,
@@ -110,7 +109,7 @@ def torch_to_onnx(
             raise ExportError(
                 f"torch.onnx.export failed at opset {opset}: {type(exc).__name__}: {exc}"
             ) from None
-    model = onnx.load_from_string(buf.getvalue())
+        model = onnx.load(str(Path(tmp) / "traced.onnx"))
     _inline_identity_initializers(model)
     model.producer_name, model.producer_version = "sr-deploy", __version__
     return model
