@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,20 +65,21 @@ class PathResult:
     shape: str = ""
 
 
-class Unavailable(Exception):
-    """This path cannot run here (the message says why)."""
-
-
 def install_wheels(folder: Path) -> dict[str, str]:
     """``pip install --no-index`` every wheel in ``folder`` (one pip call each: one failure stops none)."""
     status = {}
-    for wheel in sorted(folder.glob("*.whl")):
+    wheels = sorted(folder.glob("*.whl"))
+    if any(w.name.startswith("onnxruntime_gpu-") for w in wheels):
+        # both wheels ship the `onnxruntime` package: the CPU one must go first (ORT's install notes)
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "onnxruntime"], capture_output=True)
+    for wheel in wheels:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(folder), "--no-deps",
              str(wheel)],
             capture_output=True, text=True,
         )
         status[wheel.name] = "installed" if proc.returncode == 0 else f"failed: {proc.stderr.strip()[-300:]}"
+    importlib.invalidate_caches()
     return status
 
 
@@ -143,7 +146,10 @@ def cuda_reason() -> str | None:
 
 
 def ort_cuda_reason() -> str | None:
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return f"onnxruntime cannot be imported ({exc})"
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (needs onnxruntime-gpu)"
@@ -157,11 +163,12 @@ def tensorrt_reason() -> str | None:
 
 
 def compare(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
-    """(PSNR in dB of ``out`` vs ``ref`` on [0, 1] RGB, max absolute difference)."""
+    """(PSNR in dB of ``out`` vs ``ref``, both [0, 1] RGB N x 3 x H x W, first image; max absolute difference)."""
     from sr_deploy.metrics import psnr
 
     a, b = np.clip(ref, 0, 1)[0].transpose(1, 2, 0), np.clip(out, 0, 1)[0].transpose(1, 2, 0)
-    return float(psnr(a.astype(np.float64), b.astype(np.float64))), float(np.abs(ref - out).max())
+    # metrics.psnr takes the 0..255 scale (peak 255)
+    return float(psnr(a.astype(np.float64) * 255, b.astype(np.float64) * 255)), float(np.abs(ref - out).max())
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None], warmup: int, runs: int) -> tuple[float, float]:
@@ -188,20 +195,19 @@ def lr_batch(size: int) -> np.ndarray:
     return np.ascontiguousarray(hwc_to_nchw(img), dtype=np.float32)
 
 
-def run_checks(args: argparse.Namespace) -> tuple[dict[str, Any], list[PathResult]]:
+def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[PathResult]) -> None:
+    """Fill ``report`` and ``results`` as the checks go, so a failure part-way leaves what was found."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {}
     if args.wheels:
         report["wheels"] = install_wheels(Path(args.wheels))
     report["environment"] = environment()
-    results: list[PathResult] = []
     x = lr_batch(args.size)
     shape = "x".join(map(str, x.shape))
 
     import torch
 
     from sr_deploy.models.weights import load_weights
+    from sr_deploy.runtime.base import BackendUnavailable
     from sr_deploy.runtime.torch_backend import TorchUpscaler
 
     weights = make_weights(args, out)
@@ -213,30 +219,32 @@ def run_checks(args: argparse.Namespace) -> tuple[dict[str, Any], list[PathResul
     report["reference"] = f"torch fp32 on {device}"
     sync = torch.cuda.synchronize if cuda is None else (lambda: None)
 
-    def measure(name: str, run: Callable[[], np.ndarray] | None, reason: str | None = None) -> None:
-        if reason is not None or run is None:
-            results.append(PathResult(name, "not available", reason, shape=shape))
+    def measure(name: str, make: Callable[[], Callable[[], np.ndarray]] | None, reason: str | None = None) -> None:
+        """``make()`` sets the path up (inside the error handling) and returns the call to check and time."""
+        if reason is not None or make is None:
+            results.append(PathResult(name, "not available", reason or "", shape=shape))
             return
         try:
+            run = make()
             y = run()
             psnr_db, max_abs = compare(reference, y)
             med, p90 = timed(run, sync, args.warmup, args.runs)
             results.append(PathResult(name, "ok", "", psnr_db, max_abs, med, p90, shape))
-        except Unavailable as exc:
+        except BackendUnavailable as exc:
             results.append(PathResult(name, "not available", str(exc), shape=shape))
         except Exception as exc:  # a path that should run but breaks is reported, not fatal
             results.append(PathResult(name, "failed", f"{type(exc).__name__}: {exc}", shape=shape))
             traceback.print_exc()
 
-    # -- torch CUDA ---------------------------------------------------------------------------
-    for precision, channels_last in (("fp32", False), ("fp16", False), ("fp32", True), ("fp16", True)):
-        name = f"torch-cuda-{precision}" + ("+channels_last" if channels_last else "")
-        if cuda is not None:
-            measure(name, None, cuda)
-            continue
-        up = TorchUpscaler(copy.deepcopy(net), desc, device="cuda", precision=precision, channels_last=channels_last)
-        measure(name, lambda up=up: up.run(x))  # type: ignore[misc]
-    measure("torch-cuda-fp16+cudagraph", torch_cuda_graph(net, x) if cuda is None else None, cuda)
+    # -- torch CUDA (the package's own TorchUpscaler, CUDA graphs included) ------------------------
+    variants = (("fp32", False, False), ("fp16", False, False), ("fp32", True, False), ("fp16", True, False),
+                ("fp16", False, True))
+    for precision, channels_last, graphs in variants:
+        suffix = ("+channels_last" if channels_last else "") + ("+cudagraph" if graphs else "")
+        name = f"torch-cuda-{precision}{suffix}"
+        measure(name, lambda p=precision, cl=channels_last, g=graphs: partial(  # type: ignore[misc]
+            TorchUpscaler(copy.deepcopy(net), desc, device="cuda", precision=p, channels_last=cl, cuda_graphs=g).run,
+            x), cuda)
 
     # -- ONNX exports, ONNX Runtime CUDA, TensorRT ----------------------------------------------
     ort_reason, trt_reason = ort_cuda_reason(), tensorrt_reason()
@@ -248,8 +256,7 @@ def run_checks(args: argparse.Namespace) -> tuple[dict[str, Any], list[PathResul
     for precision in ("fp32", "fp16", "int8"):
         onnx_file = exports.get(precision)
         missing = ort_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
-        run_ort = ort_runner(onnx_file) if missing is None and isinstance(onnx_file, Path) else None
-        measure(f"onnxruntime-cuda-{precision}", (lambda r=run_ort: r(x)) if run_ort else None, missing)  # type: ignore[misc]
+        measure(f"onnxruntime-cuda-{precision}", lambda f=onnx_file: partial(ort_runner(f), x), missing)  # type: ignore[misc]
     for precision in ("fp32", "fp16", "int8"):
         onnx_file = exports.get(precision)
         missing = trt_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
@@ -266,35 +273,9 @@ def run_checks(args: argparse.Namespace) -> tuple[dict[str, Any], list[PathResul
             continue
         from sr_deploy.runtime.trt_backend import TrtUpscaler
 
-        plain, graphed = TrtUpscaler(engine), TrtUpscaler(engine, cuda_graphs=True)
-        measure(names[0], lambda up=plain: up.run(x))  # type: ignore[misc]
-        measure(names[1], lambda up=graphed: up.run(x))  # type: ignore[misc]
-        measure(names[2], zero_copy_runner(plain, x))
-    return report, results
-
-
-def torch_cuda_graph(net: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
-    """fp16 torch inference replayed from a CUDA graph captured for ``x``'s shape (device -> host)."""
-    import torch
-
-    model = copy.deepcopy(net).to("cuda").eval()
-    static_in = torch.from_numpy(x).cuda()
-    stream = torch.cuda.Stream()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                model(static_in)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = model(static_in).float()
-
-    def run() -> np.ndarray:
-        graph.replay()
-        return static_out.cpu().numpy()
-
-    return run
+        measure(names[0], lambda e=engine: partial(TrtUpscaler(e).run, x))  # type: ignore[misc]
+        measure(names[1], lambda e=engine: partial(TrtUpscaler(e, cuda_graphs=True).run, x))  # type: ignore[misc]
+        measure(names[2], lambda e=engine: zero_copy_runner(TrtUpscaler(e), x))  # type: ignore[misc]
 
 
 def ort_runner(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -356,16 +337,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args(argv)
-    report, results = run_checks(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {}
+    results: list[PathResult] = []
+    try:
+        run_checks(args, report, results)
+    except Exception as exc:  # still write what was found before the failure
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
     write_results(Path(args.out), report, results)
-    print(f"reference: {report['reference']}; environment: {json.dumps(report['environment'])}")
+    print(f"reference: {report.get('reference')}; environment: {json.dumps(report.get('environment'))}")
     for r in results:
         if r.status == "ok":
             print(f"{r.path}: ok  {r.psnr_db:.2f} dB vs torch fp32, max-abs {r.max_abs:.2e}, "
                   f"{r.median_ms:.3f} ms median ({r.shape})")
         else:
             print(f"{r.path}: {r.status}: {r.reason}")
-    return 1 if any(r.status == "failed" for r in results) else 0
+    if "error" in report:
+        print(f"stopped early: {report['error']}")
+    return 1 if "error" in report or any(r.status == "failed" for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -172,6 +172,10 @@ def build_engine(
 
     import tensorrt as trt
 
+    from sr_deploy.runtime.cuda_memory import cuda_call, cudart
+
+    # the builder times kernels on the thread's current device: make it the one named in the sidecar
+    cuda_call(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = _network(builder)

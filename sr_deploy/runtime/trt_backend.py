@@ -113,8 +113,9 @@ class _Context:
         self.pinned = pinned_buffers()
         self.graphs: dict[tuple[Shape, int], Any] = {}
 
-    def enqueue(self, shape: Shape, in_ptr: int, out_ptr: int) -> None:
-        """Queue one inference of an input of ``shape`` at ``in_ptr`` into ``out_ptr`` (device pointers)."""
+    def enqueue(self, shape: Shape, out_shape: Shape, in_ptr: int, out_ptr: int) -> None:
+        """Queue one inference of an input of ``shape`` at ``in_ptr`` into ``out_ptr`` (device pointers,
+        256-byte aligned as TensorRT requires; ``out_ptr`` holds ``out_shape``, checked against the engine)."""
         eng, ctx = self.engine, self.context
         index = select_profile(eng.profiles, shape)
         if ctx.active_optimization_profile != index:
@@ -122,8 +123,13 @@ class _Context:
                 raise RuntimeError(f"TensorRT refused optimization profile {index}")
         if not ctx.set_input_shape(eng.input_name, shape):
             raise RuntimeError(f"TensorRT refused input shape {format_shape(shape)} for profile {index}")
-        ctx.set_tensor_address(eng.input_name, in_ptr)
-        ctx.set_tensor_address(eng.output_name, out_ptr)
+        engine_out = dims_to_shape(ctx.get_tensor_shape(eng.output_name))
+        if engine_out != out_shape:  # the output buffer was sized from the sidecar's descriptor
+            raise RuntimeError(f"engine output shape {format_shape(engine_out)} for input {format_shape(shape)}, "
+                               f"the sidecar's model descriptor says {format_shape(out_shape)}")
+        for name, ptr in ((eng.input_name, in_ptr), (eng.output_name, out_ptr)):
+            if not ctx.set_tensor_address(name, ptr):
+                raise RuntimeError(f"TensorRT refused address {ptr:#x} for tensor {name!r} (must be 256-byte aligned)")
         if not ctx.execute_async_v3(self.stream.handle):
             raise RuntimeError(f"TensorRT execute_async_v3 failed for input {format_shape(shape)}")
 
@@ -132,14 +138,14 @@ class _Context:
         in_ptr = self.device.get("in", math.prod(shape) * self.engine.input_dtype.itemsize)
         out_ptr = self.device.get("out", math.prod(out_shape) * self.engine.output_dtype.itemsize)
         if not self.cuda_graphs:
-            self.enqueue(shape, in_ptr, out_ptr)
+            self.enqueue(shape, out_shape, in_ptr, out_ptr)
             return in_ptr, out_ptr
         if any(gen != self.device.generation for _, gen in self.graphs):
             self.drop_graphs()  # buffers moved: graphs captured the old addresses
         key = (shape, self.device.generation)
         if key not in self.graphs:
-            self.enqueue(shape, in_ptr, out_ptr)  # TensorRT needs one run before capture
-            self.graphs[key] = self.stream.capture(lambda: self.enqueue(shape, in_ptr, out_ptr))
+            self.enqueue(shape, out_shape, in_ptr, out_ptr)  # TensorRT needs one run before capture
+            self.graphs[key] = self.stream.capture(lambda: self.enqueue(shape, out_shape, in_ptr, out_ptr))
         else:
             self.stream.launch(self.graphs[key])
         return in_ptr, out_ptr
@@ -190,6 +196,8 @@ class TrtUpscaler(Upscaler):
             self._local.ctx = ctx
             with self._lock:
                 self._contexts.append(ctx)
+        else:  # CUDA's current device is per thread, and other code (torch.cuda.set_device) may change it
+            cuda_call(cudart().cudaSetDevice(self.engine.device), f"cudaSetDevice({self.engine.device})")
         return ctx
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
@@ -226,8 +234,9 @@ class TrtUpscaler(Upscaler):
 
         ``x``: ``N x 3 x H x W`` of the engine's input dtype (float32 for sr-deploy engines),
         C-contiguous, on this device. ``out``: where to write ``N x 3 x sH x sW`` (allocated as a
-        :class:`DeviceArray` when None). Work on the producers' streams is waited for; the call
-        returns after the result is complete. Returns ``out`` (or the new array).
+        :class:`DeviceArray` when None). Arrays not 256-byte aligned (views at an offset) go through
+        the context's own buffers. Work on the producers' streams is waited for; the call returns
+        after the result is complete. Returns ``out`` (or the new array).
         """
         ctx, eng = self._context(), self.engine
         xv = cuda_array_view(x)
@@ -245,13 +254,13 @@ class TrtUpscaler(Upscaler):
                              f"{out_shape}, got {ov.dtype} {ov.shape}{' (read-only)' if ov.readonly else ''}")
         ctx.stream.wait_for(xv.stream)
         ctx.stream.wait_for(ov.stream)
-        if self.cuda_graphs:
+        if self.cuda_graphs or not tensorrt_aligned(xv.ptr, ov.ptr):  # via the context's own buffers
             in_ptr = ctx.device.get("in", xv.nbytes)
             ctx.stream.copy(in_ptr, xv.ptr, xv.nbytes, "d2d")
             _, out_ptr = ctx.run_internal(shape, out_shape)
             ctx.stream.copy(ov.ptr, out_ptr, ov.nbytes, "d2d")
         else:
-            ctx.enqueue(shape, xv.ptr, ov.ptr)
+            ctx.enqueue(shape, out_shape, xv.ptr, ov.ptr)
         ctx.stream.synchronize()
         return result
 
@@ -262,6 +271,15 @@ class TrtUpscaler(Upscaler):
                 ctx.close()
             self._contexts.clear()
         self._local = threading.local()
+
+
+#: TensorRT requires every I/O tensor address to be aligned to this many bytes (``setTensorAddress``).
+TENSOR_ALIGNMENT = 256
+
+
+def tensorrt_aligned(*pointers: int) -> bool:
+    """Whether every device pointer can be given to TensorRT directly (else copy through aligned buffers)."""
+    return all(ptr % TENSOR_ALIGNMENT == 0 for ptr in pointers)
 
 
 def dims4(shape: tuple[int, ...]) -> Shape:

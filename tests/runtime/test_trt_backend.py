@@ -12,7 +12,7 @@ import pytest
 
 from sr_deploy.export.engine_meta import EngineMetadataError
 from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.trt_backend import TrtEngine, TrtUpscaler, dims4, numpy_dtype
+from sr_deploy.runtime.trt_backend import TrtEngine, TrtUpscaler, dims4, numpy_dtype, tensorrt_aligned
 from sr_deploy.runtime.trt_env import require_tensorrt
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,3 +64,12 @@ def test_numpy_dtype_and_dims4() -> None:
     assert dims4((1, 3, np.int64(8), 8)) == (1, 3, 8, 8)
     with pytest.raises(ValueError, match="N x C x H x W"):
         dims4((3, 8, 8))
+
+
+def test_only_256_byte_aligned_device_pointers_go_to_tensorrt_directly() -> None:
+    # setTensorAddress: "The pointer must have at least 256-byte alignment" (cudaMalloc gives that; a view
+    # such as batch[1:] of a 1x3x5x5 float32 tensor starts 300 bytes in and must be copied through)
+    base = 0x7F0000000000
+    assert tensorrt_aligned(base, base + 256 * 7)
+    assert not tensorrt_aligned(base, base + 3 * 5 * 5 * 4)
+    assert not tensorrt_aligned(base + 4)
