@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The committed CPU results: every precision of the shipped SRResNet x4, plain and accuracy-budgeted INT8 in
+# both Q/DQ layouts, then the CPU suite (parity, Set5/Set14 accuracy, latency) on all of them.
+# Usage: benchmarks/cpu_results.sh [DATASETS_DIR (default ../shared/datasets)] [WORK_DIR (default runs/cpu-precisions)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${1:-../shared/datasets}
+W=${2:-runs/cpu-precisions}
+mkdir -p "$W"
+MODEL=srresnet-x4
+CAL="--calib $D/train/T91"
+# the budget is fitted on Set5 crops; Set14 is never seen by it (the budget must generalise)
+BUDGET="--max-psnr-drop 0.05 --val $D/Set5/HR"
+sr-deploy export onnx "$MODEL" -o "$W/fp32.onnx"
+sr-deploy export fp16 "$W/fp32.onnx" -o "$W/fp16.onnx" $CAL
+for target in ort-cpu tensorrt; do
+  sr-deploy export int8 "$W/fp32.onnx" --target $target --method minmax $CAL -o "$W/int8-$target-plain.onnx"
+  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $CAL $BUDGET -o "$W/int8-$target-budget.onnx"
+done
+ONNX=()
+for f in fp32 fp16 int8-ort-cpu-plain int8-ort-cpu-budget int8-tensorrt-plain int8-tensorrt-budget; do
+  ONNX+=(--onnx "$W/$f.onnx")
+done
+sr-deploy bench --suite benchmarks/suites/cpu.toml --model "$MODEL" "${ONNX[@]}" --out 'benchmarks/results/{machine}'
