@@ -157,7 +157,7 @@ def ort_cuda_reason() -> str | None:
 
 
 def tensorrt_reason() -> str | None:
-    from sr_deploy.runtime.trt_env import require_tensorrt
+    from sr_deploy.hardware import require_tensorrt
 
     return reason_or_none(lambda: require_tensorrt(builder=True))
 

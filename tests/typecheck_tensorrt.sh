@@ -65,7 +65,7 @@ EOF
 MODULES=("$@")
 if [ ${#MODULES[@]} -eq 0 ]; then
   MODULES=(sr_deploy/export/tensorrt.py sr_deploy/export/engine_meta.py sr_deploy/export/profiles.py
-           sr_deploy/runtime/trt_backend.py sr_deploy/runtime/trt_env.py sr_deploy/runtime/cuda_memory.py)
+           sr_deploy/runtime/trt_backend.py sr_deploy/hardware.py sr_deploy/runtime/cuda_memory.py)
   RUNTIME=(sr_deploy/runtime/trt_backend.py)
 else
   RUNTIME=()

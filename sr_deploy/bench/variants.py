@@ -68,7 +68,7 @@ def _open(variant: Variant, make: object) -> Variant:
 
 def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT engines cannot run here (None when they can)."""
-    from sr_deploy.runtime.trt_env import require_tensorrt
+    from sr_deploy.hardware import require_tensorrt
 
     try:
         require_tensorrt()

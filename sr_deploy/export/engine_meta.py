@@ -26,6 +26,7 @@ from typing import Any
 from sr_deploy import __version__
 from sr_deploy.artifacts import atomic_write_json
 from sr_deploy.export.profiles import Profile, format_shape
+from sr_deploy.hardware import GpuInfo
 
 #: ``--hardware-compat`` values -> what the engine needs from the GPU that runs it.
 HARDWARE_COMPAT = ("none", "same-cc", "ampere+")
@@ -34,19 +35,6 @@ SIDECAR_SUFFIX = ".json"
 
 class EngineMetadataError(ValueError):
     """A sidecar is missing or unreadable, or the engine cannot run here (the message says why)."""
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """A CUDA device: marketing name (``NVIDIA H100 80GB HBM3``) and compute capability (major, minor)."""
-
-    name: str
-    compute_capability: tuple[int, int]
-
-    @property
-    def sm(self) -> str:
-        """``sm_90`` style architecture tag."""
-        return f"sm_{self.compute_capability[0]}{self.compute_capability[1]}"
 
 
 @dataclass(frozen=True)

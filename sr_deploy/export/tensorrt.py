@@ -5,7 +5,7 @@ graphs): the network is created ``STRONGLY_TYPED``, so TensorRT follows the grap
 ``BuilderFlag.FP16/INT8`` or calibrator is used. The same code targets TensorRT 10.x (where the
 flag opts in) and 11.x (strongly typed only). Written against the TensorRT Python API and
 type-checked with its stubs (``tests/typecheck_tensorrt.sh``); without a GPU nothing here runs
-past :func:`sr_deploy.runtime.trt_env.require_tensorrt`.
+past :func:`sr_deploy.hardware.require_tensorrt`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sr_deploy.export.engine_meta import (
     BuildOptions,
     EngineMetadata,
     EngineMetadataError,
-    GpuInfo,
     cache_file_name,
     read_metadata,
     stale_reason,
@@ -32,6 +31,7 @@ from sr_deploy.export.engine_meta import (
 )
 from sr_deploy.export.errors import ExportError
 from sr_deploy.export.metadata import PRECISION, load_sr_onnx, read_props
+from sr_deploy.hardware import GpuInfo
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -151,7 +151,7 @@ def build_engine(
     Raises :class:`~sr_deploy.runtime.base.BackendUnavailable` without TensorRT or a GPU, and
     :class:`ExportError` for bad ONNX, parse errors or a failed build.
     """
-    from sr_deploy.runtime.trt_env import tensorrt_environment
+    from sr_deploy.hardware import tensorrt_environment
 
     if (output is None) == (cache_dir is None):
         raise ValueError("give exactly one of an output engine path (-o) or an engine cache folder (--cache-dir)")
@@ -172,7 +172,7 @@ def build_engine(
 
     import tensorrt as trt
 
-    from sr_deploy.runtime.cuda_memory import cuda_call, cudart
+    from sr_deploy.hardware import cuda_call, cudart
 
     # the builder times kernels on the thread's current device: make it the one named in the sidecar
     cuda_call(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sr_deploy.hardware import BackendUnavailable
 
-class BackendUnavailable(RuntimeError):
-    """A requested backend cannot run on this machine; the message says what is missing."""
+__all__ = ["BackendUnavailable", "ShapeLimits", "Upscaler"]
 
 
 @dataclass(frozen=True)

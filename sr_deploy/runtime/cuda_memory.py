@@ -1,79 +1,23 @@
 """CUDA memory, streams and graphs through ``cuda-python`` (``cuda.bindings.runtime``), plus the
 GPU-free bookkeeping around them: ``__cuda_array_interface__`` parsing and grow-only buffers.
 
-Every ``cudart`` call returns ``(error, *values)``; :func:`cuda_call` turns a non-zero error into a
-:class:`CudaError` naming the call and the CUDA error. Pointers and stream handles are plain ints.
+CUDA calls go through :func:`sr_deploy.hardware.cuda_call`. Pointers and stream handles are plain ints.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from sr_deploy.export.engine_meta import GpuInfo
-from sr_deploy.runtime.base import BackendUnavailable
+from sr_deploy.hardware import cuda_call, cudart
 
 #: Device and pinned buffers grow in steps of this many bytes (fewer reallocations as sizes vary).
 GRANULE = 1 << 20
-
-
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed."""
-
-
-def cudart() -> ModuleType:
-    """``cuda.bindings.runtime``; :class:`BackendUnavailable` when cuda-python is not installed."""
-    try:
-        return importlib.import_module("cuda.bindings.runtime")
-    except ImportError as exc:
-        raise BackendUnavailable(f"cuda-python is not installed ({exc}): pip install 'sr-deploy[gpu]'") from None
-
-
-def error_name(err: Any) -> str:
-    """``cudaErrorInsufficientDriver (35)`` for a ``cudaError_t``."""
-    rt = cudart()
-    status, name = rt.cudaGetErrorName(err)
-    label = name.decode() if int(status) == 0 else "unknown CUDA error"
-    return f"{label} ({int(err)})"
-
-
-def cuda_call(result: tuple[Any, ...], what: str) -> Any:
-    """Unpack a ``cudart`` result: raise :class:`CudaError` on error, return the value(s) (None if none)."""
-    err, *values = result
-    if int(err) != 0:
-        raise CudaError(f"{what} failed: {error_name(err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def cuda_unavailable_reason(device: int = 0) -> str | None:
-    """Why CUDA device ``device`` cannot be used here (None when it can)."""
-    try:
-        rt = cudart()
-    except BackendUnavailable as exc:
-        return str(exc)
-    err, count = rt.cudaGetDeviceCount()
-    if int(err) != 0:
-        return f"no usable CUDA driver or device (cudaGetDeviceCount: {error_name(err)})"
-    if device >= count:
-        return f"CUDA device {device} requested, {count} present"
-    return None
-
-
-def gpu_info(device: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device ``device``."""
-    rt = cudart()
-    props = cuda_call(rt.cudaGetDeviceProperties(device), f"cudaGetDeviceProperties({device})")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return GpuInfo(name.rstrip("\x00").strip(), (int(props.major), int(props.minor)))
 
 
 # -- __cuda_array_interface__ ---------------------------------------------------------------------

@@ -105,8 +105,7 @@ def machine_facts() -> Facts:
     """The facts of this machine (cached: they do not change while the process runs)."""
     import torch
 
-    from sr_deploy.hardware import cpu_has_bf16
-    from sr_deploy.runtime.trt_env import require_tensorrt
+    from sr_deploy.hardware import cpu_has_bf16, require_tensorrt
 
     cuda = None if torch.cuda.is_available() else (
         f"torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda or 'none'})"

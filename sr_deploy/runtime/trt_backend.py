@@ -23,19 +23,17 @@ import numpy as np
 
 from sr_deploy.export.engine_meta import EngineMetadataError, check_compatible, read_metadata
 from sr_deploy.export.profiles import Profile, Shape, format_shape, select_profile
+from sr_deploy.hardware import cuda_call, cudart, tensorrt_environment
 from sr_deploy.models.descriptor import ModelDescriptor
 from sr_deploy.runtime.base import ShapeLimits, Upscaler
 from sr_deploy.runtime.cuda_memory import (
     DeviceArray,
     Stream,
     cuda_array_view,
-    cuda_call,
-    cudart,
     device_buffers,
     host_view,
     pinned_buffers,
 )
-from sr_deploy.runtime.trt_env import tensorrt_environment
 
 if TYPE_CHECKING:
     import tensorrt as trt

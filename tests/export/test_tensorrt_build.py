@@ -21,9 +21,9 @@ from sr_deploy.export.engine_meta import BuildOptions
 from sr_deploy.export.metadata import provenance, write_props
 from sr_deploy.export.profiles import Profile, ProfileError
 from sr_deploy.export.tensorrt import build_engine, update_file
+from sr_deploy.hardware import require_tensorrt
 from sr_deploy.models.descriptor import ModelDescriptor
 from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.trt_env import require_tensorrt
 
 DESC = ModelDescriptor(scale=4, num_blocks=2, num_features=16, size_multiple=2)
 

@@ -15,7 +15,6 @@ from sr_deploy.export.engine_meta import (
     BuildOptions,
     EngineMetadata,
     EngineMetadataError,
-    GpuInfo,
     cache_file_name,
     check_compatible,
     incompatibility,
@@ -26,6 +25,7 @@ from sr_deploy.export.engine_meta import (
     write_metadata,
 )
 from sr_deploy.export.profiles import Profile
+from sr_deploy.hardware import GpuInfo
 from sr_deploy.models.descriptor import ModelDescriptor
 
 A100 = GpuInfo("NVIDIA A100-SXM4-80GB", (8, 0))

@@ -9,16 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sr_deploy.hardware import CudaError, cuda_call, cuda_unavailable_reason, cudart
 from sr_deploy.runtime.base import BackendUnavailable
 from sr_deploy.runtime.cuda_memory import (
-    CudaError,
     DeviceArray,
     GrowingBuffers,
     contiguous_strides,
     cuda_array_view,
-    cuda_call,
-    cuda_unavailable_reason,
-    cudart,
     host_view,
 )
 
