@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -30,12 +31,25 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _finite_or_null(obj: object) -> object:
+    """Strict JSON has no Infinity/NaN: a PSNR of identical images (inf) becomes null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="'bicubic', a shipped model name, .safetensors/.pt weights or .onnx")],
     data: Annotated[list[Path] | None, typer.Option(help="Folder(s) of HR images; default: embedded images")] = None,
     scale: Annotated[int, typer.Option(help="Upscaling factor (bicubic only; models carry their own)")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object to stdout")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON object to stdout (infinite PSNR as null)")
+    ] = False,
 ) -> None:
     """Y-channel PSNR/SSIM against HR ground truth (modcrop, MATLAB bicubic LR, shave = scale).
 
@@ -60,7 +74,7 @@ def evaluate(
     mean = {k: float(df[k].mean()) for k in ("psnr_y", "ssim_y")}  # type: ignore[arg-type]
     if as_json:
         obj = {"model": model, "scale": upscaler.scale, "images": df.to_dicts(), "mean": mean}
-        typer.echo(json.dumps(obj))
+        typer.echo(json.dumps(_finite_or_null(obj), allow_nan=False))
         return
     table = Table(title=f"{model} x{upscaler.scale} (Y channel, shave {upscaler.scale})")
     table.add_column("image")

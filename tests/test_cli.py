@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from sr_deploy.cli import app
@@ -81,3 +82,12 @@ def test_unknown_model() -> None:
     result = runner.invoke(app, ["evaluate", "--model", "no-such-model-x4", "--json"])
     assert result.exit_code != 0
     assert "no-such-model-x4" in result.stderr
+
+
+def test_evaluate_json_is_strict_json_when_psnr_is_infinite(tmp_path: Path) -> None:
+    """A flat image is reproduced exactly by bicubic: PSNR is inf, printed as null (strict JSON)."""
+    write_image(tmp_path / "flat.png", np.full((64, 64, 3), 77, dtype=np.uint8))
+    result = CliRunner().invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert obj["images"][0]["psnr_y"] is None and obj["mean"]["psnr_y"] is None
