@@ -1,0 +1,46 @@
+"""The shipped models: intact (sha256 in their metadata), loadable by name, and better than bicubic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sr_deploy.artifacts import sha256_file
+from sr_deploy.bench.accuracy import evaluate
+from sr_deploy.data import embedded_images
+from sr_deploy.models import load_weights, released_models
+from sr_deploy.models.zoo import RELEASED_DIR
+from sr_deploy.runtime import load
+
+SHIPPED = released_models()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_match_their_release_metadata(name: str) -> None:
+    weights = RELEASED_DIR / f"{name}.safetensors"
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["sha256"] == sha256_file(weights)
+    assert meta["descriptor"]["name"] == name
+    assert meta["training"]["step"] > 0 and meta["training"]["data"]["images"] > 0
+    model, desc = load_weights(weights)
+    assert desc.name == name and sum(p.numel() for p in model.parameters()) > 1_000_000
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_beats_bicubic_on_held_out_images(name: str) -> None:
+    """On the embedded evaluation photos (never used for training), by a clear margin."""
+    images = embedded_images("eval")
+    model = evaluate(load(name, backend="torch", precision="fp32", device="cpu"), images)
+    bicubic = evaluate(load("bicubic", scale=model_scale(name)), images)
+    assert float(model["psnr_y"].mean()) > float(bicubic["psnr_y"].mean()) + 0.5  # type: ignore[arg-type]
+
+
+def model_scale(name: str) -> int:
+    return int(json.loads((RELEASED_DIR / f"{name}.json").read_text())["descriptor"]["scale"])
+
+
+def test_the_default_model_is_shipped() -> None:
+    if not SHIPPED:
+        pytest.skip("no model shipped in this checkout yet")
+    assert "srresnet-x4" in SHIPPED
