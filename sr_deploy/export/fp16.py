@@ -18,11 +18,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.export import metadata as meta
 from sr_deploy.export.calibration import CalibrationSet, calibration_set
-from sr_deploy.export.onnx import check_model
-from sr_deploy.export.parity import ParityReport, compare, ort_runner, parity_inputs, require
+from sr_deploy.export.parity import ParityReport, gate_and_write
 
 FP16_MAX = 65504.0
 DEFAULT_MARGIN = 4.0
@@ -163,16 +161,5 @@ def export_fp16(
             meta.FP32_NODES: {"margin": margin, "limit": FP16_MAX / margin, "nodes": blocked},
         },
     )
-    check_model(half, str(output))
-    data = half.SerializeToString()
-    report = compare(
-        ort_runner(model.SerializeToString()),
-        ort_runner(data),
-        parity_inputs(desc, meta.static_size(model)),
-        FP16_MIN_PSNR_DB,
-        FP16_MAX_ABS,
-        "ONNX Runtime fp16 vs fp32",
-    )
-    require(report, output)
-    atomic_write_bytes(output, data)
+    report = gate_and_write(model, half, output, desc, FP16_MIN_PSNR_DB, FP16_MAX_ABS, "ONNX Runtime fp16 vs fp32")
     return Fp16Result(Path(output), blocked, cset.describe(), report)

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import onnx
 
-from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, sha256_file
+from sr_deploy.artifacts import atomic_write_json, sha256_file
 from sr_deploy.export import metadata as meta
 from sr_deploy.export.calibration import calibration_set
 from sr_deploy.export.errors import ExportError
-from sr_deploy.export.onnx import check_model
-from sr_deploy.export.parity import ParityReport, compare, ort_runner, parity_inputs, require
+from sr_deploy.export.parity import ParityReport, gate_and_write
 from sr_deploy.export.qdq import (
     DEFAULT_BINS,
     DEFAULT_PERCENTILE,
@@ -121,18 +120,8 @@ def export_int8(
         calibration["max_psnr_drop_db"] = max_psnr_drop
         calibration["psnr_drop_db"] = budget.final_drop
     meta.write_props(quantized, {meta.PRECISION: "int8", meta.SOURCE: str(model_path), meta.CALIBRATION: calibration})
-    check_model(quantized, str(output))
-    data = quantized.SerializeToString()
-    report = compare(
-        ort_runner(model.SerializeToString()),
-        ort_runner(data),
-        parity_inputs(desc, meta.static_size(model)),
-        -math.inf if budget else INT8_MIN_PSNR_DB,
-        None,
-        "ONNX Runtime int8 vs fp32 (sanity)",
-    )
-    require(report, output)
-    atomic_write_bytes(output, data)
+    report = gate_and_write(model, quantized, output, desc, -math.inf if budget else INT8_MIN_PSNR_DB, None,
+                            "ONNX Runtime int8 vs fp32 (sanity)")
     report_path = None
     if budget:
         report_path = report_path_for(output)

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from sr_deploy.data.datasets import embedded_images, make_eval_pair
 from sr_deploy.data.image_io import to_float_rgb
 from sr_deploy.data.imresize import imresize
 from sr_deploy.export.errors import ParityError
+
+if TYPE_CHECKING:
+    import onnx
 from sr_deploy.metrics import psnr
 from sr_deploy.models.descriptor import ModelDescriptor
 
@@ -130,6 +133,30 @@ def require(report: ParityReport, destination: str | os.PathLike[str]) -> None:
     """Raise :class:`ParityError` (nothing has been written to ``destination``) unless ``report`` passed."""
     if not report.passed:
         raise ParityError(f"parity gate failed, {destination} not written: {report.summary()}", report)
+
+
+def gate_and_write(
+    reference: onnx.ModelProto,
+    derived: onnx.ModelProto,
+    output: str | os.PathLike[str],
+    desc: ModelDescriptor,
+    min_psnr_db: float,
+    max_abs: float | None,
+    label: str,
+) -> ParityReport:
+    """Check ``derived`` (full ONNX check), compare it with ``reference`` on ONNX Runtime at the parity
+    sizes, and write it atomically to ``output`` only if the gate passes (else :class:`ParityError`)."""
+    from sr_deploy.artifacts import atomic_write_bytes
+    from sr_deploy.export.metadata import static_size
+    from sr_deploy.export.onnx import check_model
+
+    check_model(derived, str(output))
+    data = derived.SerializeToString()
+    report = compare(ort_runner(reference.SerializeToString()), ort_runner(data),
+                     parity_inputs(desc, static_size(reference)), min_psnr_db, max_abs, label)
+    require(report, output)
+    atomic_write_bytes(output, data)
+    return report
 
 
 def ort_runner(model: bytes | str | os.PathLike[str], threads: int = 0) -> Runner:
