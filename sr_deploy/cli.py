@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -31,15 +30,9 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _finite_or_null(obj: object) -> object:
-    """Strict JSON has no Infinity/NaN: a PSNR of identical images (inf) becomes null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite_or_null(v) for v in obj]
-    return obj
+def log_text(text: str) -> None:
+    """Print a progress line from library code as plain text (``[...]`` in it is not rich markup)."""
+    console.print(escape(text), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -59,6 +52,7 @@ def evaluate(
 
       sr-deploy evaluate --model srresnet-x4 --json
     """
+    from sr_deploy.artifacts import finite_or_null
     from sr_deploy.bench.accuracy import evaluate as run_evaluate
     from sr_deploy.data.datasets import collect_images
     from sr_deploy.data.image_io import ImageReadError
@@ -74,7 +68,7 @@ def evaluate(
     mean = {k: float(df[k].mean()) for k in ("psnr_y", "ssim_y")}  # type: ignore[arg-type]
     if as_json:
         obj = {"model": model, "scale": upscaler.scale, "images": df.to_dicts(), "mean": mean}
-        typer.echo(json.dumps(_finite_or_null(obj), allow_nan=False))
+        typer.echo(json.dumps(finite_or_null(obj), allow_nan=False))
         return
     table = Table(title=f"{model} x{upscaler.scale} (Y channel, shave {upscaler.scale})")
     table.add_column("image")
@@ -388,7 +382,7 @@ def bench(
     batches: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,4")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per shape")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (torch variants)")] = None,
-    suite: Annotated[Path | None, typer.Option(help="Suite file (TOML [bench] table)")] = None,
+    suite: Annotated[Path | None, typer.Option(help="Suite file (TOML, settings in its 'bench' table)")] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes, few repeats, two images")] = False,
     out: Annotated[str, typer.Option(help="Results folder ({machine}: this machine's name)")] = "bench-results",
 ) -> None:
@@ -415,7 +409,7 @@ def bench(
             batches=tuple(int(b) for b in batches.split(",")) if batches else None,
             repeats=repeats, device=device,
         )
-        report = run_bench(config, out, log=console.print)
+        report = run_bench(config, out, log=log_text)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(str(report))
@@ -451,7 +445,7 @@ def report(
         raise fail(str(exc)) from None
     typer.echo(comparison.to_markdown())
     for line in comparison.regressions:
-        console.print(f"[bold red]regression:[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if comparison.regressions:
         raise typer.Exit(1)
     console.print("no regression past the thresholds")
@@ -494,7 +488,7 @@ def pipeline(
         config = PipelineConfig(model, str(calib) if calib else None, str(val) if val else None,
                                 parse_list(targets, TARGETS, "targets"), max_psnr_drop, calib_images,
                                 bench_settings(suite, quick))
-        results = run_pipeline(config, out, log=console.print)
+        results = run_pipeline(config, out, log=log_text)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     _print_steps(results)
@@ -513,7 +507,7 @@ def demo(
     from sr_deploy.pipeline import run_demo
 
     try:
-        results, report_path = run_demo(out, model, log=console.print)
+        results, report_path = run_demo(out, model, log=log_text)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     _print_steps(results)

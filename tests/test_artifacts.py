@@ -51,6 +51,22 @@ def test_atomic_write_json(tmp_path: Path) -> None:
     assert text.index('"a"') < text.index('"b"') < text.index('"c"') and text.endswith("\n")
 
 
+def test_atomic_write_json_is_strict(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "report.json"
+    drop = {"all_int8_drop": float("-inf"), "steps": [{"psnr": float("inf")}, (float("nan"), np.float64("nan"), 2.5)],
+            "ok": 1.0}
+    atomic_write_json(path, drop)
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {constant} in {path}")
+
+    assert json.loads(path.read_text(), parse_constant=reject) == {
+        "all_int8_drop": None, "ok": 1.0, "steps": [{"psnr": None}, [None, None, 2.5]]}
+    assert drop["all_int8_drop"] == float("-inf")  # the caller's object is not modified
+
+
 def test_sha256_file(tmp_path: Path) -> None:
     path = tmp_path / "abc"
     path.write_bytes(b"abc")

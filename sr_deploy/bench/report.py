@@ -94,6 +94,12 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     ]
 
 
+#: How to read the memory columns (results folders written since variants are measured one at a time).
+MEMORY_NOTE = ("Variants are measured one at a time: peak_rss_mb is the process's peak resident memory while the "
+               "shape ran, rss_increase_mb that peak minus the process before the variant was loaded (its weights, "
+               "ONNX Runtime arenas and per-shape buffers); gpu_mem_mb is the GPU's used memory.")
+
+
 def write_report(folder: str | os.PathLike[str]) -> Path:
     """(Re)write ``report.md`` and ``plots/*.png`` of a results folder from its saved files; returns the report path."""
     d = Path(folder)
@@ -108,7 +114,8 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     plot_crops(d / "crops", plots / "crops.png")
 
     lat_cols = ["variant", "batch", "height", "width", "status", "first_call_ms", "p50_ms", "p90_ms", "p99_ms",
-                "mean_ms", "std_ms", "mp_per_s", "images_per_s", "peak_rss_mb", "gpu_mem_mb", "repeats", "stable"]
+                "mean_ms", "std_ms", "mp_per_s", "images_per_s", "peak_rss_mb", "rss_increase_mb", "gpu_mem_mb",
+                "repeats", "stable"]
     lat = pl.concat([latency.filter(pl.col("status") == "ok"),
                      latency.filter(~pl.col("variant").is_in(latency.filter(pl.col("status") == "ok")["variant"]
                                                             .implode())).unique("variant", maintain_order=True)
@@ -161,6 +168,7 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
         "",
         markdown_table(p50),
         "",
+        *([MEMORY_NOTE, ""] if "rss_increase_mb" in latency.columns else []),
         "All shapes (times in ms, memory in MiB, throughput in output megapixels/s):",
         "",
         markdown_table(lat, lat_cols, digits=2),

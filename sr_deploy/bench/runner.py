@@ -1,9 +1,15 @@
 """``sr-deploy bench``: parity, accuracy and latency of every variant, saved as a results folder.
 
-Order of work: environment -> open the variants -> parity against torch fp32 on real LR crops
-(with layer localisation for an ONNX variant that fails) -> accuracy against HR ground truth per
-dataset -> side-by-side crops -> latency per input shape -> tables + report (see
-:mod:`sr_deploy.bench.results` for the folder layout).
+Order of work: environment -> plan the variants (names and precisions from metadata, nothing
+loaded) -> the torch fp32 reference outputs on real LR crops -> then one variant at a time: open it,
+parity against the reference (with layer localisation for an ONNX variant that fails), latency per
+input shape, accuracy against HR ground truth per dataset, its side-by-side crop, close it -> tables
++ report (see :mod:`sr_deploy.bench.results` for the folder layout).
+
+One variant at a time bounds the run's memory by the largest single variant (ONNX Runtime keeps
+per-shape arenas for the life of a session) and makes the latency table's memory columns that
+variant's own. Latency runs before accuracy, so the evaluation images (larger than most latency
+shapes) have not grown the arenas yet when memory is measured.
 """
 
 from __future__ import annotations
@@ -21,18 +27,21 @@ from sr_deploy.bench.accuracy import evaluate, super_resolve_pair
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.divergence import localize_divergence
 from sr_deploy.bench.environment import environment, machine_slug
-from sr_deploy.bench.latency import LatencyStats, measure
+from sr_deploy.bench.latency import LatencyStats, measure, rss_mb
 from sr_deploy.bench.parity import ParityMetrics, combine, tolerance_for
 from sr_deploy.bench.results import save_json, save_table
-from sr_deploy.bench.variants import REFERENCE, Variant, open_variants, unique_names
+from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants
 from sr_deploy.data.datasets import EvalPair, collect_images, make_eval_pair
 from sr_deploy.data.image_io import write_image
 from sr_deploy.export.parity import lr_crops
+from sr_deploy.runtime.base import Upscaler
 
 #: Parity batches (N, H, W) in LR pixels: two sizes, one of them a batch of two.
 PARITY_SHAPES = ((1, 48, 64), (2, 32, 40))
 #: Side-by-side crop: LR side in pixels (the HR crop is ``scale`` times larger).
 CROP_LR = 40
+#: Precisions with a side-by-side crop (``crops/{precision}.png``).
+CROP_PRECISIONS = ("fp32", "fp16", "int8")
 
 Log = Callable[[str], None]
 
@@ -60,62 +69,59 @@ def _parity_row(v: Variant, metrics: ParityMetrics | None, status: str, divergen
     return row
 
 
-def run_parity(variants: list[Variant], inputs: list[np.ndarray], weights: Path, log: Log) -> pl.DataFrame:
-    """One row per variant: its errors against the reference on ``inputs``, pass/fail, and for a
-    failing ONNX variant the first diverging layer."""
+def parity_row(v: Variant, up: Upscaler | None, inputs: list[np.ndarray], refs: list[np.ndarray], weights: Path,
+               log: Log) -> dict[str, Any]:
+    """``v``'s errors against the reference outputs ``refs`` of ``inputs``, pass/fail, and for a
+    failing ONNX variant the first diverging layer (``up``: ``v`` opened, None when it cannot run)."""
     from sr_deploy.models.weights import load_weights
 
-    ref = variants[0].upscaler
-    assert ref is not None
-    refs = [ref.run(b) for b in inputs]
-    rows = []
-    for v in variants:
-        if not v.available:
-            rows.append(_parity_row(v, None, v.label))
-            continue
-        up = v.upscaler
-        assert up is not None
-        if not all(up.accepts(tuple(b.shape)) for b in inputs):
-            rows.append(_parity_row(v, None, "not available: parity inputs outside the accepted shapes"))
-            continue
-        metrics = combine([up.run(b) for b in inputs], refs, v.precision)
-        divergence = None
-        if not metrics.passed and v.backend == "onnxruntime":
-            net, _ = load_weights(weights)
-            divergence = localize_divergence(v.source, net, inputs[0], v.precision)
-            log(f"{v.name} fails parity: {divergence.summary()}")
-        rows.append(_parity_row(v, metrics, "ok", divergence))
+    if up is None:
+        return _parity_row(v, None, v.label)
+    if not all(up.accepts(tuple(b.shape)) for b in inputs):
+        return _parity_row(v, None, "not available: parity inputs outside the accepted shapes")
+    metrics = combine([up.run(b) for b in inputs], refs, v.precision)
+    divergence = None
+    if not metrics.passed and v.backend == "onnxruntime":
+        net, _ = load_weights(weights)
+        divergence = localize_divergence(v.source, net, inputs[0], v.precision)
+        log(f"{v.name} fails parity: {divergence.summary()}")
+    return _parity_row(v, metrics, "ok", divergence)
+
+
+def parity_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The parity table (one row per variant) with fixed column types."""
     return pl.DataFrame(rows, infer_schema_length=None, schema_overrides={
         "diverging_layer": pl.String, "divergence": pl.String, "psnr_db": pl.Float64, "max_abs": pl.Float64,
         "mean_abs": pl.Float64, "p99_abs": pl.Float64, "passed": pl.Boolean})
 
 
-def run_accuracy(variants: list[Variant], sets: dict[str, list[Path]], scale: int, log: Log) -> pl.DataFrame:
-    """Y-PSNR/SSIM per (variant, dataset, image) for the bicubic baseline and every available variant."""
-    from sr_deploy.runtime import load
-
+def accuracy_rows(v: Variant, up: Upscaler | None, sets: dict[str, list[Path]], log: Log) -> list[dict[str, Any]]:
+    """Y-PSNR/SSIM of ``up`` (``v`` opened) per (dataset, image), or one row per dataset with the
+    reason it did not run."""
     rows: list[dict[str, Any]] = []
-    bicubic = Variant("bicubic", "bicubic", "fp64", "", upscaler=load("bicubic", scale=scale))
-    for v in [bicubic, *variants]:
-        for name, images in sets.items():
-            if not v.available:
-                rows.append({"variant": v.name, "precision": v.precision, "dataset": name, "status": v.label})
-                continue
-            assert v.upscaler is not None
-            try:
-                df = evaluate(v.upscaler, images)
-            except ValueError as exc:  # e.g. an engine whose profile does not cover the image size
-                rows.append({"variant": v.name, "precision": v.precision, "dataset": name,
-                             "status": f"not available: {exc}"})
-                continue
-            log(f"accuracy {v.name} on {name}: {float(df['psnr_y'].mean()):.3f} dB")  # type: ignore[arg-type]
-            rows.extend({"variant": v.name, "precision": v.precision, "dataset": name, "status": "ok", **r}
-                        for r in df.to_dicts())
+    for name, images in sets.items():
+        if up is None:
+            rows.append({"variant": v.name, "precision": v.precision, "dataset": name, "status": v.label})
+            continue
+        try:
+            df = evaluate(up, images)
+        except ValueError as exc:  # e.g. an engine whose profile does not cover the image size
+            rows.append({"variant": v.name, "precision": v.precision, "dataset": name,
+                         "status": f"not available: {exc}"})
+            continue
+        log(f"accuracy {v.name} on {name}: {float(df['psnr_y'].mean()):.3f} dB")  # type: ignore[arg-type]
+        rows.extend({"variant": v.name, "precision": v.precision, "dataset": name, "status": "ok", **r}
+                    for r in df.to_dicts())
+    return rows
+
+
+def accuracy_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The accuracy table (one row per variant, dataset and image) with fixed column types."""
     return pl.DataFrame(rows, infer_schema_length=None,
                         schema_overrides={"name": pl.String, "psnr_y": pl.Float64, "ssim_y": pl.Float64})
 
 
-def _crop_pair(path: Path, scale: int) -> EvalPair:
+def crop_pair(path: Path, scale: int) -> EvalPair:
     """A ``CROP_LR``-pixel LR crop (and its HR crop) from the middle of an evaluation image."""
     pair = make_eval_pair(path, scale)
     c = min(CROP_LR, *pair.lr.shape[:2])
@@ -124,20 +130,10 @@ def _crop_pair(path: Path, scale: int) -> EvalPair:
     return EvalPair(pair.name, hr=hr, lr=pair.lr[y:y + c, x:x + c])
 
 
-def save_crops(variants: list[Variant], image: Path, scale: int, folder: Path) -> None:
-    """``crops/{hr,bicubic,fp32,fp16,int8}.png``: the same region, ground truth and each precision's
-    output (the ONNX Runtime variant of a precision when there is one, else the first available)."""
-    from sr_deploy.runtime import load
-
-    pair = _crop_pair(image, scale)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_image(folder / "hr.png", pair.hr)
-    write_image(folder / "bicubic.png", super_resolve_pair(load("bicubic", scale=scale), pair))
-    for precision in ("fp32", "fp16", "int8"):
-        ok = [v for v in variants if v.available and v.precision == precision]
-        ok.sort(key=lambda v: (v.name != REFERENCE if precision == "fp32" else v.backend != "onnxruntime"))
-        if ok and ok[0].upscaler is not None and ok[0].upscaler.accepts((1, 3, *pair.lr.shape[:2])):
-            write_image(folder / f"{precision}.png", super_resolve_pair(ok[0].upscaler, pair))
+def crop_rank(v: Variant) -> int:
+    """Which variant's output a precision's crop shows, lowest first: the reference for fp32, an ONNX
+    Runtime variant for the others, else the first available."""
+    return int(v.name != REFERENCE) if v.precision == "fp32" else int(v.backend != "onnxruntime")
 
 
 def _latency_row(v: Variant, shape: tuple[int, int, int], stats: LatencyStats | None, status: str) -> dict[str, Any]:
@@ -149,27 +145,35 @@ def _latency_row(v: Variant, shape: tuple[int, int, int], stats: LatencyStats | 
     return row
 
 
-def run_latency(variants: list[Variant], config: BenchConfig, log: Log) -> pl.DataFrame:
-    """One row per (variant, batch, H, W): warm stats, or the reason it was not measured."""
-    rng = np.random.default_rng(0)
+def latency_rows(v: Variant, up: Upscaler | None, config: BenchConfig, base_rss_mb: float,
+                 log: Log) -> list[dict[str, Any]]:
+    """One row per (batch, H, W) of ``config``: warm stats of ``up`` (``v`` opened), or the reason it
+    was not measured. ``rss_increase_mb`` is the shape's ``peak_rss_mb`` minus ``base_rss_mb``, the
+    process RSS just before ``v`` was opened: what this variant costs at this shape, its weights,
+    arenas and any library first loaded for it included."""
+    rng = np.random.default_rng(0)  # the same inputs for every variant
     rows = []
-    for v in variants:
-        for shape in config.shapes():
-            n, h, w = shape
-            if not v.available:
-                rows.append(_latency_row(v, shape, None, v.label))
-                continue
-            assert v.upscaler is not None
-            if not v.upscaler.accepts((n, 3, h, w)):
-                rows.append(_latency_row(v, shape, None, f"not available: {n}x3x{h}x{w} outside the accepted shapes"))
-                continue
-            batch = rng.random((n, 3, h, w), dtype=np.float32)
-            stats = measure(v.upscaler, batch, config.warmup, config.repeats, config.max_spread,
-                            config.max_attempts, config.budget_s)
-            log(f"latency {v.name} {n}x{h}x{w}: p50 {stats.p50_ms:.1f} ms ({stats.mp_per_s:.2f} MP/s)")
-            rows.append(_latency_row(v, shape, stats, "ok"))
+    for shape in config.shapes():
+        n, h, w = shape
+        if up is None:
+            rows.append(_latency_row(v, shape, None, v.label))
+            continue
+        if not up.accepts((n, 3, h, w)):
+            rows.append(_latency_row(v, shape, None, f"not available: {n}x3x{h}x{w} outside the accepted shapes"))
+            continue
+        batch = rng.random((n, 3, h, w), dtype=np.float32)
+        stats = measure(up, batch, config.warmup, config.repeats, config.max_spread, config.max_attempts,
+                        config.budget_s)
+        log(f"latency {v.name} {n}x{h}x{w}: p50 {stats.p50_ms:.1f} ms ({stats.mp_per_s:.2f} MP/s), "
+            f"peak RSS {stats.peak_rss_mb:.0f} MiB")
+        rows.append({**_latency_row(v, shape, stats, "ok"), "rss_increase_mb": stats.peak_rss_mb - base_rss_mb})
+    return rows
+
+
+def latency_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The latency table (one row per variant and shape) with fixed column types."""
     floats = ("first_call_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mp_per_s",
-              "images_per_s", "spread", "peak_rss_mb", "gpu_mem_mb")
+              "images_per_s", "spread", "peak_rss_mb", "rss_increase_mb", "gpu_mem_mb")
     return pl.DataFrame(rows, infer_schema_length=None,
                         schema_overrides={**{k: pl.Float64 for k in floats}, "repeats": pl.Int64,
                                           "attempts": pl.Int64, "stable": pl.Boolean})
@@ -183,33 +187,53 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], log: Log = print
     reference model, data folders); variants that cannot run are recorded, not raised.
     """
     from sr_deploy.bench.report import write_report
+    from sr_deploy.runtime import load
 
     start = time.perf_counter()
     env = environment(config.ort_threads)
     folder = Path(str(out).replace("{machine}", machine_slug(env)))
     folder.mkdir(parents=True, exist_ok=True)
     sets = datasets(config)
-    variants = open_variants(config)
-    unique_names(variants)
-    for v in variants:
-        log(f"{v.name}: {v.label}")
-    ref = variants[0].upscaler
-    assert ref is not None
-    first_images = next(iter(sets.values()))
-    inputs = [lr_crops(first_images[i:] + first_images[:i], ref.scale, n, h, w, seed=i)
-              for i, (n, h, w) in enumerate(PARITY_SHAPES)]
+    variants = plan_variants(config)
     for v in variants:
         if v.available:
             tolerance_for(v.precision)  # fails early on a precision without a rule
-    parity = run_parity(variants, inputs, Path(variants[0].source), log)
-    accuracy = run_accuracy(variants, sets, ref.scale, log)
-    save_crops(variants, first_images[0], ref.scale, folder / "crops")
-    latency = run_latency(variants, config, log)
+    reference, weights, first_images = variants[0], Path(variants[0].source), next(iter(sets.values()))
+    ref = reference.open()
+    if ref is None:
+        raise ValueError(f"the torch fp32 reference for {weights} cannot run: {reference.reason}")
+    scale = ref.scale
+    inputs = [lr_crops(first_images[i:] + first_images[:i], scale, n, h, w, seed=i)
+              for i, (n, h, w) in enumerate(PARITY_SHAPES)]
+    refs = [ref.run(b) for b in inputs]
+    del ref
+    reference.close()  # reopened in its turn below: every variant is measured alone
+    pair = crop_pair(first_images[0], scale)
+    bicubic = load("bicubic", scale=scale)
+    crops = {"hr": pair.hr, "bicubic": super_resolve_pair(bicubic, pair)}
+    crop_ranks: dict[str, int] = {}
+    parity: list[dict[str, Any]] = []
+    latency: list[dict[str, Any]] = []
+    accuracy = accuracy_rows(Variant("bicubic", "bicubic", "fp64", ""), bicubic, sets, log)
+    for v in variants:
+        base_rss_mb = rss_mb()
+        up = v.open()
+        log(f"{v.name}: {v.label}")
+        parity.append(parity_row(v, up, inputs, refs, weights, log))
+        latency += latency_rows(v, up, config, base_rss_mb, log)
+        accuracy += accuracy_rows(v, up, sets, log)
+        if (up is not None and v.precision in CROP_PRECISIONS and crop_rank(v) < crop_ranks.get(v.precision, 2)
+                and up.accepts((1, 3, *pair.lr.shape[:2]))):
+            crops[v.precision], crop_ranks[v.precision] = super_resolve_pair(up, pair), crop_rank(v)
+        del up
+        v.close()
+    for name, image in crops.items():
+        write_image(folder / "crops" / f"{name}.png", image)
     save_table(pl.DataFrame([v.row() for v in variants], infer_schema_length=None,
                             schema_overrides={"load_s": pl.Float64, "device": pl.String}), folder, "variants")
-    save_table(parity, folder, "parity")
-    save_table(accuracy, folder, "accuracy")
-    save_table(latency, folder, "latency")
+    save_table(parity_table(parity), folder, "parity")
+    save_table(accuracy_table(accuracy), folder, "accuracy")
+    save_table(latency_table(latency), folder, "latency")
     save_json(folder, "environment", env)
     save_json(folder, "config", {**config.to_dict(), "datasets": {k: [str(p) for p in v] for k, v in sets.items()},
                                  "seconds": round(time.perf_counter() - start, 1)})

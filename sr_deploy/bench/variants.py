@@ -2,13 +2,20 @@
 
 torch fp32 is the reference. A variant that cannot run here is kept with ``status="not available"``
 and the reason (e.g. TensorRT on a machine without a GPU), so reports show it instead of hiding it.
+
+Variants are planned first (names and precisions from the files' metadata, nothing loaded) and
+opened one at a time (:meth:`Variant.open` / :meth:`Variant.close`), so a run holds at most one
+model, with its ONNX Runtime arenas or CUDA buffers, in memory.
 """
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.runtime.base import BackendUnavailable, Upscaler
@@ -18,7 +25,11 @@ REFERENCE = "torch-fp32"
 
 @dataclass
 class Variant:
-    """One backend x precision to measure. ``upscaler`` is set when ``status == "ok"``."""
+    """One backend x precision to measure.
+
+    ``make`` loads its upscaler; :meth:`open` calls it and records ``load_s`` and ``device`` (or
+    turns ``status`` into ``not available`` / ``failed`` with the reason); :meth:`close` frees it.
+    """
 
     name: str
     backend: str
@@ -27,6 +38,8 @@ class Variant:
     status: str = "ok"
     reason: str = ""
     load_s: float | None = None
+    device: str | None = None
+    make: Callable[[], Upscaler] | None = field(default=None, repr=False)
     upscaler: Upscaler | None = field(default=None, repr=False)
 
     @property
@@ -39,9 +52,37 @@ class Variant:
         return "ok" if self.available else f"{self.status}: {self.reason}"
 
     def row(self) -> dict[str, object]:
-        device = self.upscaler.device if self.upscaler is not None else None
-        return {"variant": self.name, "backend": self.backend, "precision": self.precision, "device": device,
+        return {"variant": self.name, "backend": self.backend, "precision": self.precision, "device": self.device,
                 "source": self.source, "status": self.status, "reason": self.reason, "load_s": self.load_s}
+
+    def open(self) -> Upscaler | None:
+        """The loaded upscaler (loaded now if needed), or None when the variant cannot run here."""
+        if self.upscaler is not None or not self.available or self.make is None:
+            return self.upscaler
+        start = time.perf_counter()
+        try:
+            up = self.make()
+        except (BackendUnavailable, ImportError) as exc:
+            self.status, self.reason = "not available", str(exc)
+            return None
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            self.status, self.reason = "failed", f"{type(exc).__name__}: {exc}"
+            return None
+        self.load_s, self.device, self.upscaler = time.perf_counter() - start, up.device, up
+        return up
+
+    def close(self) -> None:
+        """Drop the upscaler and collect garbage, so its memory (weights, ONNX Runtime arenas, CUDA
+        buffers, torch's cached CUDA blocks) is given back before the next variant opens. Callers
+        must not keep their own reference to the upscaler."""
+        if self.upscaler is None:
+            return
+        self.upscaler = None
+        gc.collect()
+        if self.backend == "torch" and self.device is not None and self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
 
 def _torch_specs(config: BenchConfig) -> Iterator[tuple[str, str, bool]]:
@@ -51,19 +92,6 @@ def _torch_specs(config: BenchConfig) -> Iterator[tuple[str, str, bool]]:
     yield "torch-bf16+channels_last", "bf16", True
     if config.device.startswith("cuda"):
         yield "torch-fp16+channels_last", "fp16", True
-
-
-def _open(variant: Variant, make: object) -> Variant:
-    start = time.perf_counter()
-    try:
-        variant.upscaler = make()  # type: ignore[operator]
-    except (BackendUnavailable, ImportError) as exc:
-        variant.status, variant.reason = "not available", str(exc)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        variant.status, variant.reason = "failed", f"{type(exc).__name__}: {exc}"
-    else:
-        variant.load_s = time.perf_counter() - start
-    return variant
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -77,14 +105,28 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def open_variants(config: BenchConfig) -> list[Variant]:
-    """Every variant ``config`` asks for, opened (or marked not available / failed with the reason).
+def _file_variant(path: str, backend: str, device: str) -> Variant:
+    """An ONNX file or TensorRT engine, named ``{backend}-{precision}`` from its metadata (not loaded);
+    ``failed`` with the reason when the metadata cannot be read."""
+    from sr_deploy.runtime import load
+    from sr_deploy.runtime.select import identify
 
-    The reference (torch fp32) is always first and must open: its failure raises.
+    try:
+        precision = identify(path).precision or "?"
+    except (ValueError, FileNotFoundError) as exc:
+        return Variant(f"{backend}-?", backend, "?", path, "failed", f"{type(exc).__name__}: {exc}")
+    return Variant(f"{backend}-{precision}", backend, precision, path,
+                   make=lambda: load(path, backend=backend, device=device))
+
+
+def plan_variants(config: BenchConfig) -> list[Variant]:
+    """Every variant ``config`` asks for, not yet opened (see :meth:`Variant.open`), with unique names.
+
+    The reference (torch fp32) is always first. Variants that cannot run here (TensorRT without a
+    GPU, files without readable metadata) are already marked, with the reason.
     """
     from sr_deploy.models.weights import load_weights
     from sr_deploy.models.zoo import resolve_weights
-    from sr_deploy.runtime import load
     from sr_deploy.runtime.torch_backend import TorchUpscaler
 
     weights = resolve_weights(config.model)
@@ -100,30 +142,18 @@ def open_variants(config: BenchConfig) -> list[Variant]:
             net, desc = load_weights(weights, config.device)
             return TorchUpscaler(net, desc, device=config.device, precision=p, channels_last=cl, name=n)
 
-        variants.append(_open(Variant(name, "torch", precision, str(weights)), make))
-    if not variants[0].available:
-        raise ValueError(f"the torch fp32 reference for {weights} cannot run: {variants[0].reason}")
+        variants.append(Variant(name, "torch", precision, str(weights), make=make))
+    files: list[Variant] = []
     if "onnxruntime" in config.backends:
-        for path in config.onnx:
-            v = _open(Variant(f"onnxruntime:{path}", "onnxruntime", "?", str(path)),
-                      lambda p=path: load(p, backend="onnxruntime", device=config.device))
-            _name_after_upscaler(v, "onnxruntime")
-            if v.precision in config.precisions or v.precision == "?":
-                variants.append(v)
+        files += [_file_variant(str(p), "onnxruntime", config.device) for p in config.onnx]
     if "tensorrt" in config.backends:
-        variants.extend(_tensorrt_variants(config))
+        files += _tensorrt_variants(config)
+    variants += [v for v in files if v.precision in config.precisions or v.precision == "?"]
+    unique_names(variants)
     return variants
 
 
-def _name_after_upscaler(v: Variant, backend: str) -> None:
-    if v.upscaler is not None:
-        v.precision = v.upscaler.precision
-        v.name = f"{backend}-{v.precision}"
-
-
 def _tensorrt_variants(config: BenchConfig) -> list[Variant]:
-    from sr_deploy.runtime import load
-
     reason = tensorrt_unavailable_reason()
     wanted = [p for p in config.precisions if p != "bf16"]
     if reason is not None:
@@ -133,20 +163,21 @@ def _tensorrt_variants(config: BenchConfig) -> list[Variant]:
                         "no engine given (build one with `sr-deploy build` or `sr-deploy pipeline --targets "
                         "tensorrt`, then pass --engine)") for p in wanted]
     gpu = config.device if config.device.startswith("cuda") else "cuda"  # engines always run on a GPU
-    out = []
-    for path in config.engines:
-        v = _open(Variant(f"tensorrt:{path}", "tensorrt", "?", str(path)),
-                  lambda p=path: load(p, backend="tensorrt", device=gpu))
-        _name_after_upscaler(v, "tensorrt")
-        if v.precision in config.precisions or v.precision == "?":
-            out.append(v)
-    return out
+    return [_file_variant(str(p), "tensorrt", gpu) for p in config.engines]
 
 
 def unique_names(variants: list[Variant]) -> None:
-    """Suffix repeated variant names (two ONNX files of one precision) with ``#2``, ``#3`` ..."""
-    seen: dict[str, int] = {}
+    """Make names unique: variants sharing a name (two ONNX files of one precision) are all told apart
+    by their file, ``onnxruntime-int8 (model.int8-plain)``: the file's stem, or ``folder/stem`` when
+    stems repeat too (``#2``, ``#3`` ... only for the same file given twice)."""
+    base = [v.name for v in variants]
+    for label in (lambda p: p.stem, lambda p: f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem):
+        counts = Counter(v.name for v in variants)
+        for v, name in zip(variants, base, strict=True):
+            if counts[v.name] > 1:
+                v.name = f"{name} ({label(Path(v.source))})"
+    counts, seen = Counter(v.name for v in variants), Counter[str]()
     for v in variants:
-        seen[v.name] = seen.get(v.name, 0) + 1
-        if seen[v.name] > 1:
+        seen[v.name] += 1
+        if counts[v.name] > 1 and seen[v.name] > 1:
             v.name = f"{v.name}#{seen[v.name]}"

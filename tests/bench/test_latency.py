@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sr_deploy.bench.latency import measure, summarize
+from sr_deploy.bench.latency import PeakRss, measure, rss_mb, summarize
 from sr_deploy.runtime import Upscaler, load
 
 
@@ -37,6 +37,18 @@ def test_measure_real_onnx_run(tiny_onnx: Path) -> None:
     assert s.stable == (s.spread <= 1.2)
     assert s.peak_rss_mb > 10 and s.gpu_mem_mb is None  # CPU: no GPU memory reported
     assert set(s.to_dict()) >= {"first_call_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "mp_per_s"}
+
+
+def test_peak_rss_sees_memory_freed_inside_the_block() -> None:
+    before = rss_mb()
+    with PeakRss() as peak:
+        block = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
+        deadline = time.monotonic() + 10.0  # however busy the machine, the sampler gets to run
+        while peak.peak_mb < before + 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        del block
+    assert rss_mb() < before + 128  # freed again ...
+    assert peak.peak_mb > before + 200  # ... yet counted in the peak
 
 
 class AlternatingSleep(Upscaler):

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
+from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
 
@@ -50,3 +51,43 @@ def test_bench_names_the_diverging_layer_of_a_broken_onnx(tiny_weights: Path, ti
     assert parity["passed"] is False and parity["psnr_db"] < 100
     assert parity["diverging_layer"] == "trunk_tail.1"  # conv #3 = trunk_tail.0, observed after its folded BN
     assert "first diverging layer: conv #3" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_bench_holds_one_variant_at_a_time(tiny_weights: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    import gc
+    import shutil
+
+    from sr_deploy.bench.runner import run_bench
+    from sr_deploy.runtime.base import Upscaler
+    from sr_deploy.runtime.bicubic_backend import BicubicUpscaler
+    from tests.bench.conftest import SMALL
+
+    copy = shutil.copy(tiny_onnx, tmp_path / "copy.onnx")
+    live: list[list[str]] = []
+
+    def log(_line: str) -> None:  # called while each variant is being measured
+        models = [o for o in gc.get_objects() if issubclass(type(o), Upscaler) and type(o) is not BicubicUpscaler]
+        live.append([m.name for m in models])
+
+    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx), str(copy)),
+                         backends=("torch", "onnxruntime"), **SMALL)
+    run_bench(config, tmp_path / "r", log=log)
+    assert max(len(names) for names in live) == 1
+    assert {n for names in live for n in names} >= {"torch-fp32", "onnxruntime-fp32[CPU]"}
+    variants = load_table(tmp_path / "r", "variants")
+    assert variants.filter(pl.col("backend") == "onnxruntime")["variant"].to_list() == [
+        f"onnxruntime-fp32 ({tiny_onnx.stem})", "onnxruntime-fp32 (copy)"]
+    assert (variants["device"] == "cpu").all() and variants["load_s"].is_not_null().all()
+    latency = load_table(tmp_path / "r", "latency")
+    assert (latency["peak_rss_mb"] - latency["rss_increase_mb"] > 50).all()  # the process baseline: python, torch
+    assert sorted(p.name for p in (tmp_path / "r" / "crops").iterdir()) == ["bicubic.png", "fp32.png", "hr.png"]
+
+
+def test_bench_log_keeps_brackets(tiny_weights: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad[gpu].onnx"
+    bad.write_bytes(b"not an onnx file")
+    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_weights), "--onnx", str(bad), "--backends",
+                                      "torch,onnxruntime", "--precisions", "fp32", "--sizes", "12x12", "--batches",
+                                      "1", "--quick", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert f"onnxruntime-?: failed: ValueError: {bad} is not a readable ONNX file" in result.output

@@ -1,0 +1,67 @@
+"""Planning, naming, opening and releasing bench variants (real weights, real ONNX Runtime sessions)."""
+
+from __future__ import annotations
+
+import shutil
+import weakref
+from pathlib import Path
+
+from sr_deploy.bench.config import BenchConfig
+from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants, unique_names
+
+
+def names_of(sources: list[str]) -> list[str]:
+    variants = [Variant("onnxruntime-int8", "onnxruntime", "int8", s) for s in sources]
+    unique_names(variants)
+    return [v.name for v in variants]
+
+
+def test_unique_names_tell_files_apart_by_stem() -> None:
+    assert names_of(["runs/a/int8-plain.onnx", "runs/a/int8-budget.onnx"]) == [
+        "onnxruntime-int8 (int8-plain)", "onnxruntime-int8 (int8-budget)"]
+
+
+def test_unique_names_use_the_folder_when_stems_repeat() -> None:
+    assert names_of(["runs/a/model.onnx", "runs/b/model.onnx", "runs/b/other.onnx"]) == [
+        "onnxruntime-int8 (a/model)", "onnxruntime-int8 (b/model)", "onnxruntime-int8 (other)"]
+
+
+def test_unique_names_number_the_same_file_given_twice() -> None:
+    assert names_of(["m.onnx", "m.onnx"]) == ["onnxruntime-int8 (m)", "onnxruntime-int8 (m)#2"]
+
+
+def test_unique_names_leave_distinct_names_alone() -> None:
+    variants = [Variant(REFERENCE, "torch", "fp32", "w.safetensors"),
+                Variant("onnxruntime-fp32", "onnxruntime", "fp32", "x.onnx")]
+    unique_names(variants)
+    assert [v.name for v in variants] == [REFERENCE, "onnxruntime-fp32"]
+
+
+def test_plan_reads_precision_without_loading_and_names_files(tiny_weights: Path, tiny_onnx: Path,
+                                                              tmp_path: Path) -> None:
+    copy = shutil.copy(tiny_onnx, tmp_path / "copy.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not an onnx file")
+    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx), str(copy), str(garbage)),
+                         backends=("torch", "onnxruntime"), precisions=("fp32",))
+    variants = plan_variants(config)
+    assert [v.name for v in variants] == [REFERENCE, "torch-fp32+channels_last",
+                                          f"onnxruntime-fp32 ({tiny_onnx.stem})", "onnxruntime-fp32 (copy)",
+                                          "onnxruntime-?"]
+    assert all(v.upscaler is None for v in variants)  # planned, nothing loaded
+    bad = variants[-1]
+    assert bad.status == "failed" and str(garbage) in bad.reason and bad.open() is None
+
+
+def test_open_then_close_releases_the_session(tiny_weights: Path, tiny_onnx: Path) -> None:
+    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx),), backends=("torch", "onnxruntime"),
+                         precisions=("fp32",))
+    v = plan_variants(config)[-1]
+    up = v.open()
+    assert up is not None and v.open() is up  # opened once
+    assert v.device == "cpu" and v.load_s is not None and v.row()["device"] == "cpu"
+    alive = weakref.ref(up)
+    del up
+    v.close()
+    assert alive() is None and v.upscaler is None  # nothing else holds the session
+    assert v.row()["device"] == "cpu"  # the table still says where it ran
