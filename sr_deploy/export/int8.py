@@ -113,6 +113,7 @@ def export_int8(
         "quantized_bins": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,
         "percentile": percentile if method == "percentile" else None,
         "excluded_nodes": list(excluded),
+        "float_by_layout": list(quantizer.always_float),
         "quantized_nodes": len(candidates) - len(excluded),
         **cset.describe(),
     }

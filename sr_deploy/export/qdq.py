@@ -9,6 +9,10 @@ DequantizeLinear pairs:
   gets its own pair (``DedicatedQDQPair``); biases stay float (TensorRT quantizes them itself).
 - ``ort-cpu``: uint8 activations (asymmetric) with int8 weights (u8s8), Q/DQ around Conv and Add
   inputs and outputs, the pattern ONNX Runtime's CPU provider fuses into QLinearConv / QLinearAdd.
+  Convolutions with fewer than 8 output channels stay float: MLAS's u8s8 QLinearConv is several
+  times slower than its fp32 NCHWc convolution for SRResNet's 64->3 9x9 output layer at HR
+  resolution (measured with ORT's profiler on this project's CPU machine), and that layer alone
+  costs more than the whole trunk.
 
 Calibration methods (ranges of every tensor the layout quantizes, from
 :mod:`sr_deploy.export.calibration` crops): ``minmax`` (observed extremes), ``percentile`` (the
@@ -51,6 +55,7 @@ class Layout:
     symmetric_activations: bool
     op_types: tuple[str, ...]
     extra_options: dict[str, Any] = field(default_factory=dict)
+    min_conv_outputs: int = 0  # Convs with fewer output channels are never quantized
 
 
 LAYOUTS = {
@@ -71,6 +76,7 @@ LAYOUTS = {
         symmetric_activations=False,
         op_types=("Conv", "Add"),
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        min_conv_outputs=8,
     ),
 }
 
@@ -140,15 +146,30 @@ def compute_ranges(
     return ranges
 
 
+def _kept_float(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], layout: Layout) -> bool:
+    """Whether the layout always leaves ``node`` in float (a Conv with too few output channels)."""
+    if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in weights:
+        return False
+    return weights[node.input[1]].dims[0] < layout.min_conv_outputs
+
+
 def quantizable_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
     """Names of the nodes the layout quantizes (the candidates for exclusion), in graph order."""
-    return [n.name for n in model.graph.node if n.op_type in layout.op_types]
+    weights = {t.name: t for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in layout.op_types and not _kept_float(n, weights, layout)]
+
+
+def float_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
+    """Names of the nodes of the layout's op types that it always leaves in float."""
+    weights = {t.name: t for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in layout.op_types and _kept_float(n, weights, layout)]
 
 
 class Quantizer:
     """Quantizes one fp32 model many times from one set of calibration ranges.
 
-    ``quantize(exclude, output)`` writes a Q/DQ model with the ``exclude`` nodes left in float.
+    ``quantize(exclude, output)`` writes a Q/DQ model with the ``exclude`` nodes, and the nodes the
+    layout always keeps in float (:func:`float_nodes`), left in float.
     ``reduce_range``: 7-bit weights, for x86 CPUs without VNNI (ORT's advice for u8s8).
     """
 
@@ -166,6 +187,7 @@ class Quantizer:
         self.reduce_range = reduce_range
         self.cache = Path(workdir) / "ranges.json"
         save_tensors_data(ranges, self.cache)
+        self.always_float = float_nodes(onnx.load(str(model_path), load_external_data=False), layout)
 
     def quantize(self, exclude: Sequence[str], output: str | os.PathLike[str]) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -182,7 +204,7 @@ class Quantizer:
                 reduce_range=self.reduce_range,
                 activation_type=activation,
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(exclude),
+                nodes_to_exclude=[*self.always_float, *exclude],
                 calibrate_method=self.ranges.calibration_method,
                 extra_options=dict(self.layout.extra_options),
                 calibration_cache_path=self.cache,

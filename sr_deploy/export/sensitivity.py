@@ -1,17 +1,25 @@
-"""Accuracy budget for int8: per-layer sensitivity and greedy exclusion (``--max-psnr-drop``).
+"""Accuracy budget for int8: per-layer sensitivity and exclusion (``--max-psnr-drop``).
 
 Quality is the mean Y-PSNR (dB, BT.601 luma, ``scale`` pixels shaved; :func:`sr_deploy.metrics.psnr`)
-over a few validation crops: HR crops of real images with their MATLAB-bicubic LR (the standard
+over validation crops: HR crops of real images with their MATLAB-bicubic LR (the standard
 evaluation pair, cropped so one candidate costs a fraction of a second). The drop of a model is
-``PSNR(fp32) - PSNR(candidate)``.
+``PSNR(fp32) - PSNR(candidate)``, both on outputs rounded to 8 bits as a saved image would be.
 
-Sensitivity of a layer = the PSNR recovered when that layer alone is left in float and every other
-quantizable layer is int8 (``drop(all int8) - drop(all but this layer)``). This measures what
-excluding the layer buys in the model it will actually be excluded from (interactions with the
-other quantized layers included), which is what the greedy search needs. Layers are then
-excluded from quantization in decreasing order of sensitivity, the whole model being re-measured
-after each exclusion, until the drop is within budget. All candidates reuse one calibration
-(see :class:`sr_deploy.export.qdq.Quantizer`).
+Sensitivity of a layer = the error it adds when it alone is int8 and every other layer is float:
+the mean squared difference (Y channel, 0..255 scale, unrounded) between that model's output and
+the fp32 output, and the PSNR drop it predicts alone. Quantization errors of different layers are
+close to independent, so their powers add: the error against ground truth of a model with the
+layer set ``S`` in int8 is about ``MSE(fp32, HR) + sum(noise_i for i in S)``, which predicts its
+drop ``10 log10(1 + sum(noise_i) / MSE(fp32, HR))``. What int8 buys is speed, in proportion to
+the work a layer does (multiply-accumulates for a Conv, elements for an Add, per LR pixel), so
+layers are ranked by error per unit of work: they are quantized from the cheapest error per
+multiply-accumulate up while the prediction holds the budget (the most sensitive per unit of
+work are left in float); then the real drop of that model is measured and the cut moved (binary
+search over the number of int8 layers, each step measured) to the largest int8 set found within
+budget. Measuring layers alone
+(rather than leaving one in float in an otherwise int8 model) gives each layer's own share of the
+error without the others' noise on top, which is what ranks 50 small contributions reliably. All
+candidates reuse one calibration (see :class:`sr_deploy.export.qdq.Quantizer`).
 """
 
 from __future__ import annotations
@@ -26,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from sr_deploy.data.datasets import EvalPair, collect_images, make_eval_pair
 from sr_deploy.data.image_io import to_uint
 from sr_deploy.export.errors import ExportError
 from sr_deploy.export.parity import Runner, ort_runner
 from sr_deploy.export.qdq import Quantizer
-from sr_deploy.metrics import psnr
+from sr_deploy.metrics import psnr, rgb_to_y
 
 DEFAULT_VAL_CROP = 48
 DEFAULT_VAL_CROPS_PER_IMAGE = 2
@@ -69,28 +78,62 @@ def validation_pairs(
     return pairs
 
 
-def mean_y_psnr(run: Runner, pairs: Sequence[EvalPair], scale: int) -> float:
-    """Mean Y-PSNR (dB) of ``run`` over ``pairs`` (outputs clipped and rounded to uint8 first)."""
-    scores = []
+def super_resolve(run: Runner, pairs: Sequence[EvalPair]) -> list[np.ndarray]:
+    """``run`` on each pair's LR: ``H x W x 3`` float32 outputs clipped to [0, 1], not rounded."""
+    outs = []
     for pair in pairs:
         lr = np.ascontiguousarray(pair.lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-        sr = to_uint(run(lr)[0].transpose(1, 2, 0))
-        scores.append(psnr(sr, pair.hr, crop_border=scale, test_y_channel=True))
+        outs.append(np.clip(run(lr)[0].transpose(1, 2, 0), 0.0, 1.0))
+    return outs
+
+
+def outputs_y_psnr(outputs: Sequence[np.ndarray], pairs: Sequence[EvalPair], scale: int) -> float:
+    """Mean Y-PSNR (dB) of :func:`super_resolve` outputs against the pairs' HR, rounded to uint8 first."""
+    pairs_out = zip(outputs, pairs, strict=True)
+    scores = [psnr(to_uint(o), p.hr, crop_border=scale, test_y_channel=True) for o, p in pairs_out]
     return float(np.mean(scores))
+
+
+def mean_y_psnr(run: Runner, pairs: Sequence[EvalPair], scale: int) -> float:
+    """Mean Y-PSNR (dB) of ``run`` over ``pairs`` (outputs clipped and rounded to uint8 first)."""
+    return outputs_y_psnr(super_resolve(run, pairs), pairs, scale)
+
+
+def y_noise(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], scale: int) -> float:
+    """Mean squared difference of the unrounded Y channels (0..255 scale, ``scale`` pixels shaved)
+    between two lists of :func:`super_resolve` outputs: the error power one model adds to another."""
+    powers = []
+    for a, b in zip(outputs, reference, strict=True):
+        d = rgb_to_y(a * 255.0, round_to_int=False) - rgb_to_y(b * 255.0, round_to_int=False)
+        powers.append(float(np.mean(d[scale:-scale, scale:-scale] ** 2)))
+    return float(np.mean(powers))
+
+
+def drop_for_noise(noise: float, baseline_psnr: float) -> float:
+    """Predicted Y-PSNR drop (dB) when error power ``noise`` (Y, 0..255 scale) adds to a model at
+    ``baseline_psnr`` dB against ground truth: ``10 log10(1 + noise / MSE(baseline))``."""
+    return 10.0 * math.log10(1.0 + noise / (255.0**2 / 10.0 ** (baseline_psnr / 10.0)))
 
 
 @dataclass
 class BudgetReport:
-    """The budgeted search: Y-PSNR (dB) of fp32 (``baseline_psnr``), of the all-int8 model, each
-    layer's ``sensitivity`` (dB recovered by leaving it alone in float), the ``excluded`` layers
-    (most sensitive first), the final model's PSNR and drop, and what the search cost."""
+    """The budgeted search: Y-PSNR (dB) of fp32 (``baseline_psnr``) and of the all-int8 model, each
+    layer's error alone (``noise``: Y MSE on the 0..255 scale against fp32; ``sensitivity``: the
+    drop in dB it predicts alone), its ``work`` (multiply-accumulates or elements per LR pixel),
+    the ``excluded`` layers (most error per unit of work first), the ``predicted``
+    and measured final drop, every measured cut (``cuts``: int8 layer count -> drop in dB), and
+    what the search cost."""
 
     budget_db: float
     baseline_psnr: float
     all_int8_psnr: float
+    noise: dict[str, float] = field(default_factory=dict)
+    work: dict[str, float] = field(default_factory=dict)
     sensitivity: dict[str, float] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
+    predicted_drop: float = math.nan
     final_psnr: float = math.nan
+    cuts: dict[int, float] = field(default_factory=dict)
     evaluations: int = 0
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
@@ -113,8 +156,32 @@ class BudgetReport:
             "all_int8_drop": self.all_int8_drop,
             "final_drop": self.final_drop,
             "within_budget": self.within_budget,
-            "method": "leave-one-in-float sensitivity, greedy exclusion by decreasing sensitivity",
+            "method": "quantize-one-alone error power per unit of work; the most sensitive per unit of work "
+            "left in float, cut found by measured binary search from the additive-noise prediction",
         }
+
+
+def node_work(model: onnx.ModelProto, side: int = 16) -> dict[str, float]:
+    """Work per LR input pixel of every Conv (multiply-accumulates) and Add (elements) in an
+    image-to-image ``N x C x H x W`` model, from ONNX shape inference at ``1 x C x side x side``."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    dims = fixed.graph.input[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims, (1, dims[1].dim_value, side, side), strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    inferred = onnx.shape_inference.infer_shapes(fixed)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.output})
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    work = {}
+    for node in model.graph.node:
+        out = shapes.get(node.output[0])
+        if node.op_type not in ("Conv", "Add") or not out or not all(out):
+            continue
+        per_output = math.prod(weights[node.input[1]][1:]) if node.op_type == "Conv" else 1
+        work[node.name] = math.prod(out) * per_output / side**2
+    return work
 
 
 def budgeted_exclusion(
@@ -125,10 +192,11 @@ def budgeted_exclusion(
     budget_db: float,
     on_step: Callable[[str], None] | None = None,
 ) -> BudgetReport:
-    """Find layers to leave in float so the int8 model's Y-PSNR drop is at most ``budget_db``.
+    """Find layers to leave in float so the int8 model's Y-PSNR drop is at most ``budget_db``,
+    keeping as many layers int8 as the measurements allow.
 
     Costs one quantize + evaluation for the all-int8 model, one per candidate (sensitivity; skipped
-    when the all-int8 model is already within budget) and one per excluded layer.
+    when the all-int8 model is already within budget) and about log2(len(candidates)) for the cut.
     """
     if budget_db < 0:
         raise ExportError(f"--max-psnr-drop must be >= 0 dB, got {budget_db}")
@@ -137,24 +205,60 @@ def budgeted_exclusion(
     with tempfile.TemporaryDirectory(prefix="sr-deploy-budget.") as tmp:
         candidate_path = Path(tmp) / "candidate.onnx"
 
-        def score(exclude: Sequence[str]) -> float:
+        def outputs(exclude: Sequence[str]) -> list[np.ndarray]:
             quantizer.quantize(exclude, candidate_path)
             report.evaluations += 1
-            return mean_y_psnr(ort_runner(candidate_path), pairs, scale)
+            return super_resolve(ort_runner(candidate_path), pairs)
 
-        baseline = mean_y_psnr(ort_runner(quantizer.model_path), pairs, scale)
+        reference = super_resolve(ort_runner(quantizer.model_path), pairs)
+        baseline = outputs_y_psnr(reference, pairs, scale)
         report = BudgetReport(budget_db, baseline, math.nan)
         report.validation = {"crops": len(pairs), "crop": int(pairs[0].lr.shape[0]) if pairs else 0}
-        report.all_int8_psnr = report.final_psnr = score([])
+        report.all_int8_psnr = report.final_psnr = outputs_y_psnr(outputs([]), pairs, scale)
+        report.cuts[len(candidates)] = report.all_int8_drop
         note(f"fp32 {baseline:.3f} dB, all int8 {report.all_int8_psnr:.3f} dB (drop {report.all_int8_drop:.3f})")
-        if not report.within_budget:
-            for i, node in enumerate(candidates):
-                report.sensitivity[node] = score([node]) - report.all_int8_psnr
-                note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:+.3f} dB")
-            ranked = sorted(candidates, key=lambda n: -report.sensitivity[n])
-            while not report.within_budget and len(report.excluded) < len(ranked):
-                report.excluded.append(ranked[len(report.excluded)])
-                report.final_psnr = score(report.excluded)
-                note(f"excluding {len(report.excluded)} layer(s): drop {report.final_drop:.3f} dB")
+        if report.within_budget:
+            report.seconds = time.perf_counter() - start
+            return report
+        for i, node in enumerate(candidates):
+            alone = outputs([c for c in candidates if c != node])
+            report.noise[node] = y_noise(alone, reference, scale)
+            report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
+            note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.4f} dB alone")
+        work = node_work(onnx.load(str(quantizer.model_path)))
+        report.work = {n: work[n] for n in candidates}
+        order = sorted(candidates, key=lambda n: report.noise[n] / report.work[n])  # least error per work first
+        total, guess = 0.0, 0
+        for node in order:
+            total += report.noise[node]
+            if drop_for_noise(total, baseline) > budget_db:
+                break
+            guess += 1
+        report.predicted_drop = drop_for_noise(sum(report.noise[n] for n in order[:guess]), baseline)
+
+        def measure(k: int) -> float:
+            psnr_k = outputs_y_psnr(outputs(order[k:]), pairs, scale)
+            report.cuts[k] = baseline - psnr_k
+            note(f"{k} of {len(order)} layers int8: drop {report.cuts[k]:.3f} dB")
+            return psnr_k
+
+        # largest k (layers int8, least sensitive first) whose measured drop is within budget;
+        # k = 0 is the fp32 model itself, k = len(order) is known to be over budget
+        lo, hi, best = 0, len(order), baseline
+        if guess > 0:
+            psnr_guess = measure(guess)
+            if baseline - psnr_guess <= budget_db:
+                lo, best = guess, psnr_guess
+            else:
+                hi = guess
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            psnr_mid = measure(mid)
+            if baseline - psnr_mid <= budget_db:
+                lo, best = mid, psnr_mid
+            else:
+                hi = mid
+        report.excluded = order[lo:][::-1]
+        report.final_psnr = best
     report.seconds = time.perf_counter() - start
     return report

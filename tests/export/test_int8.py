@@ -17,7 +17,7 @@ from sr_deploy.export.errors import ExportError
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.parity import ort_runner
 from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges
-from sr_deploy.export.sensitivity import mean_y_psnr, validation_pairs
+from sr_deploy.export.sensitivity import mean_y_psnr, node_work, validation_pairs
 from sr_deploy.runtime import load
 
 
@@ -54,7 +54,9 @@ def test_int8_layouts_run_and_carry_metadata(tiny_onnx: Path, tmp_path: Path, ta
         for n in model.graph.node
         if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and len(inits[n.input[0]].dims) == 4
     ]
-    assert len(weight_dq) == 9  # every conv: per-channel int8 weights, one scale per output channel
+    # every conv (but the 3-channel output conv in ort-cpu): per-channel int8 weights, a scale per output channel
+    assert len(weight_dq) == (9 if target == "tensorrt" else 8)
+    assert calib["float_by_layout"] == ([] if target == "tensorrt" else ["/tail/Conv"])
     assert all(list(inits[n.input[1]].dims) == [inits[n.input[0]].dims[0]] for n in weight_dq)
     assert result.parity.passed and load(result.path).precision == "int8"
     res = CliRunner().invoke(app, ["evaluate", "--model", str(result.path), "--json"])
@@ -88,9 +90,12 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     report = result.budget
     assert report is not None and report.all_int8_drop == pytest.approx(all_int8_drop)
     assert report.within_budget and report.final_drop <= budget
-    assert 0 < len(report.excluded) < len(report.sensitivity) == 12
-    ranked = sorted(report.sensitivity, key=lambda n: -report.sensitivity[n])
+    assert 0 < len(report.excluded) < len(report.sensitivity) == 11
+    # left in float: the layers with the most error (measured alone) per unit of work
+    ranked = sorted(report.noise, key=lambda n: -report.noise[n] / report.work[n])
     assert report.excluded == ranked[: len(report.excluded)]
+    assert report.cuts[len(ranked) - len(report.excluded)] == pytest.approx(report.final_drop)
+    assert all(drop > budget for k, drop in report.cuts.items() if k > len(ranked) - len(report.excluded))
     # the written model, measured afresh, is within budget
     drop = baseline - mean_y_psnr(ort_runner(result.path), pairs, 4)
     assert drop == pytest.approx(report.final_drop, abs=1e-9)
@@ -99,6 +104,15 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     assert saved["budget"]["excluded"] == report.excluded and saved["budget"]["within_budget"]
     calib_meta = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.CALIBRATION])
     assert calib_meta["excluded_nodes"] == report.excluded
+
+
+def test_node_work_counts_macs_per_lr_pixel(tiny_onnx: Path) -> None:
+    work = node_work(onnx.load(str(tiny_onnx)))
+    assert work["/head/head.0/Conv"] == 3 * 9 * 9 * 16  # 3 -> 16 channels, 9x9, at LR resolution
+    assert work["/blocks/blocks.0/body/body.0/Conv"] == 16 * 3 * 3 * 16
+    assert work["/upsample/upsample.1/conv/Conv"] == 16 * 3 * 3 * 64 * 4  # runs at 2x resolution
+    assert work["/tail/Conv"] == 16 * 9 * 9 * 3 * 16  # at 4x resolution
+    assert work["/blocks/blocks.0/Add"] == 16
 
 
 def test_int8_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import onnx
 from onnx import numpy_helper
 
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges, quantizable_nodes
+from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges, float_nodes, quantizable_nodes
 
 
 def test_calibration_methods_give_different_scales(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -40,7 +40,9 @@ def test_quantizable_nodes_and_excluded_stay_float(tiny_onnx: Path, tmp_path: Pa
     model = onnx.load(str(tiny_onnx))
     layout = LAYOUTS["ort-cpu"]
     nodes = quantizable_nodes(model, layout)
-    assert len(nodes) == 12  # 9 convs + 3 adds
+    assert len(nodes) == 11  # 8 convs + 3 adds; the 16->3 output conv is float in this layout
+    assert float_nodes(model, layout) == ["/tail/Conv"] and "/tail/Conv" not in nodes
+    assert float_nodes(model, LAYOUTS["tensorrt"]) == [] and len(quantizable_nodes(model, LAYOUTS["tensorrt"])) == 12
     ranges = compute_ranges(tiny_onnx, calibration_set(None, 4, num_images=1), layout)
     out = tmp_path / "q.onnx"
     Quantizer(tiny_onnx, ranges, layout, tmp_path).quantize([nodes[0]], out)
@@ -48,3 +50,6 @@ def test_quantizable_nodes_and_excluded_stay_float(tiny_onnx: Path, tmp_path: Pa
     head = next(n for n in q.graph.node if n.name == nodes[0])
     producers = {o: n.op_type for n in q.graph.node for o in n.output}
     assert head.input[0] == "lr" and producers.get(head.input[1]) is None  # float input and float weights
+    tail = next(n for n in q.graph.node if n.name == "/tail/Conv")
+    assert producers[tail.input[0]] != "DequantizeLinear" and producers.get(tail.input[1]) is None
+    assert any(producers.get(n.input[1]) == "DequantizeLinear" for n in q.graph.node if n.name == nodes[1])
