@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sr_deploy.train.loop import TrainConfig, Trainer
 
 app = typer.Typer(
     help="sr-deploy: super-resolution models from training to verified FP32/FP16/INT8 inference.",
@@ -88,18 +92,28 @@ DataOpt = Annotated[
 ValOpt = Annotated[
     list[Path] | None, typer.Option("--val", help="Validation HR folder (repeatable); default: embedded held-out")
 ]
+BatchOpt = Annotated[int, typer.Option(help="Batch size per process")]
+LogEveryOpt = Annotated[int, typer.Option(help="Steps per log row")]
+CkptEveryOpt = Annotated[int, typer.Option(help="Steps between checkpoints")]
 
 
-def _train_config(**kw: object) -> object:
+def _train_config(options: Mapping[str, Any]) -> TrainConfig:
+    """The run's TrainConfig from a ``train`` command's ``locals()``: every option named like a
+    TrainConfig field, with ``out``/``data``/``val``/``init`` paths as strings (no ``--init``: "").
+
+    Raises ValueError for an invalid option value.
+    """
+    from dataclasses import fields
+
     from sr_deploy.train.loop import TrainConfig
 
-    kw["data"] = [str(d) for d in kw["data"] or []]  # type: ignore[union-attr]
-    kw["val"] = [str(d) for d in kw["val"] or []]  # type: ignore[union-attr]
-    kw["out"] = str(kw["out"])
-    return TrainConfig(**kw)  # type: ignore[arg-type]
+    kw = {f.name: options[f.name] for f in fields(TrainConfig) if f.name in options}
+    kw.update(out=str(kw["out"]), data=[str(d) for d in kw["data"] or []], val=[str(d) for d in kw["val"] or []],
+              init=str(kw["init"] or ""))
+    return TrainConfig(**kw)
 
 
-def _run_trainer(trainer_cls: type, cfg: object, resume: bool, **extra: object) -> None:
+def _run_trainer(trainer_cls: Callable[..., Trainer], cfg: TrainConfig, resume: bool, **extra: object) -> None:
     try:
         trainer = trainer_cls(cfg, resume=resume, log=console.print, **extra)
         summary = trainer.run()
@@ -121,7 +135,7 @@ def train_srresnet(
     val: ValOpt = None,
     scale: Annotated[int, typer.Option(help="2, 4 or 8")] = 4,
     steps: Annotated[int, typer.Option(help="Total steps (raise it with --resume to train longer)")] = 100_000,
-    batch: Annotated[int, typer.Option(help="Batch size per process")] = 16,
+    batch: BatchOpt = 16,
     patch: Annotated[int, typer.Option(help="HR patch size in pixels (multiple of scale)")] = 96,
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-4,
     schedule: Annotated[str, typer.Option(help="constant | cosine (to --steps)")] = "constant",
@@ -130,9 +144,9 @@ def train_srresnet(
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA)")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every training patch")] = 0,
     ema: Annotated[float, typer.Option(help="EMA decay (0 = off); EMA weights are validated and saved")] = 0.999,
-    log_every: Annotated[int, typer.Option(help="Steps per log row")] = 100,
+    log_every: LogEveryOpt = 100,
     val_every: Annotated[int, typer.Option(help="Steps between validations (multiple of --log-every)")] = 1000,
-    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    ckpt_every: CkptEveryOpt = 500,
     workers: Annotated[int, typer.Option(help="Data loader worker processes")] = 1,
     num_features: Annotated[int, typer.Option(help="Width (paper: 64)")] = 64,
     num_blocks: Annotated[int, typer.Option(help="Residual blocks (paper: 16)")] = 16,
@@ -151,10 +165,7 @@ def train_srresnet(
     from sr_deploy.train.srresnet import SRResNetTrainer
 
     try:
-        cfg = _train_config(out=out, data=data, val=val, scale=scale, steps=steps, batch=batch, patch=patch,
-                            lr=lr, schedule=schedule, device=device, precision=precision, seed=seed, ema=ema,
-                            log_every=log_every, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
-                            num_features=num_features, num_blocks=num_blocks, init=str(init or ""))
+        cfg = _train_config(locals())
     except ValueError as exc:
         raise fail(str(exc)) from None
     _run_trainer(SRResNetTrainer, cfg, resume)
@@ -168,7 +179,7 @@ def train_srgan(
     val: ValOpt = None,
     scale: Annotated[int, typer.Option(help="Must match --init")] = 4,
     steps: Annotated[int, typer.Option(help="Total optimisation steps")] = 100_000,
-    batch: Annotated[int, typer.Option(help="Batch size per process")] = 16,
+    batch: BatchOpt = 16,
     patch: Annotated[int, typer.Option(help="HR patch size (>= 16 for the discriminator)")] = 96,
     lr: Annotated[float, typer.Option(help="Adam learning rate of G and D")] = 1e-4,
     schedule: Annotated[str, typer.Option(help="constant | cosine")] = "constant",
@@ -180,9 +191,9 @@ def train_srgan(
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     ema: Annotated[float, typer.Option(help="EMA decay (0 = off)")] = 0.999,
-    log_every: Annotated[int, typer.Option(help="Steps per log row")] = 100,
+    log_every: LogEveryOpt = 100,
     val_every: Annotated[int, typer.Option(help="Steps between validations")] = 1000,
-    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    ckpt_every: CkptEveryOpt = 500,
     workers: Annotated[int, typer.Option(help="Data loader workers")] = 1,
     num_features: Annotated[int, typer.Option(help="Must match --init")] = 64,
     num_blocks: Annotated[int, typer.Option(help="Must match --init")] = 16,
@@ -205,10 +216,7 @@ def train_srgan(
         layer = tuple(int(v) for v in vgg_layer.split(","))
         if len(layer) != 2:
             raise ValueError(f"--vgg-layer must be 'i,j', got {vgg_layer!r}")
-        cfg = _train_config(out=out, data=data, val=val, scale=scale, steps=steps, batch=batch, patch=patch,
-                            lr=lr, schedule=schedule, device=device, precision=precision, seed=seed, ema=ema,
-                            log_every=log_every, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
-                            num_features=num_features, num_blocks=num_blocks, init=str(init))
+        cfg = _train_config(locals())
     except ValueError as exc:
         raise fail(str(exc)) from None
     _run_trainer(SRGANTrainer, cfg, resume, vgg_weights=vgg_weights, vgg_layer=layer,

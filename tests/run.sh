@@ -12,6 +12,8 @@ fi
 pip install -q -e '.[cpu,dev]' -c constraints/dev.txt
 echo "== ruff"
 ruff check sr_deploy tests benchmarks
+echo "== mypy (the package; settings in pyproject.toml)"
+mypy sr_deploy
 echo "== typecheck (TensorRT API stubs)"
 bash tests/typecheck_tensorrt.sh
 echo "== pytest"

@@ -7,6 +7,7 @@ into a training set and a held-out evaluation set that never overlap.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def embedded_images(split: str = "eval") -> list[Path]:
     return paths
 
 
-def collect_images(folders: list[str | os.PathLike[str]] | None, split: str = "eval") -> list[Path]:
+def collect_images(folders: Sequence[str | os.PathLike[str]] | None, split: str = "eval") -> list[Path]:
     """All images in ``folders`` (sorted per folder), or the embedded ``split`` when none are given.
 
     Raises FileNotFoundError for a missing folder and ValueError for a folder without images.

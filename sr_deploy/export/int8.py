@@ -110,7 +110,7 @@ def export_int8(
         "weights": "int8 symmetric per-channel" + (" (7-bit reduce_range)" if reduce_range else ""),
         "op_types": list(layout.op_types),
         "bins": bins if method != "minmax" else None,
-        "quantized_bins": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,
+        "entropy_target_levels": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,  # KL: bins -> levels
         "percentile": percentile if method == "percentile" else None,
         "excluded_nodes": list(excluded),
         "float_by_layout": list(quantizer.always_float),

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from sr_deploy.train.logbook import Logbook
 from sr_deploy.train.patches import PatchDataset, StepBatchSampler, load_hr_images
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.desc = ModelDescriptor(scale=cfg.scale, num_features=cfg.num_features, num_blocks=cfg.num_blocks,
                                     name=f"{self.kind}-x{cfg.scale}")
-        self.model = self.build_generator().to(self.device).to(memory_format=torch.channels_last)
+        self.model = self.to_device(self.build_generator())
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.scheduler = self._make_scheduler(self.optimizer)
@@ -167,6 +168,12 @@ class Trainer:
                                  f"scale/width/depth {mine}")
             net.load_state_dict(state)
         return net
+
+    def to_device(self, module: _ModuleT) -> _ModuleT:
+        """``module``, moved in place to the training device in channels_last (NHWC) memory format."""
+        # torch's stubs leave memory_format out of Module.to's overloads; the runtime accepts it
+        module.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return module
 
     def setup(self) -> None:
         """Create extra modules/optimizers (called before resume)."""

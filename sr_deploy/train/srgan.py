@@ -41,8 +41,8 @@ class SRGANTrainer(Trainer):
         extractor = VGGFeatureExtractor(self.vgg_layer)
         if self.vgg_weights != RANDOM_VGG:
             load_vgg19_weights(extractor, self.vgg_weights)
-        self.perceptual = PerceptualLoss(extractor).to(self.device).to(memory_format=torch.channels_last)
-        self.disc = Discriminator().to(self.device).to(memory_format=torch.channels_last)
+        self.perceptual = self.to_device(PerceptualLoss(extractor))
+        self.disc = self.to_device(Discriminator())
         self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=self.cfg.lr, betas=(0.9, 0.999))
         self.d_scheduler = self._make_scheduler(self.d_optimizer)
         self.d_net: nn.Module = self.disc
