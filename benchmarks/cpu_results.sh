@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The committed CPU results: every precision of the shipped SRResNet x4, plain and accuracy-budgeted INT8 in
-# both Q/DQ layouts, then the CPU suite (parity, Set5/Set14 accuracy, latency) on all of them.
+# The committed CPU results: every precision of the shipped SRResNet x4, plain (entropy calibration, every layer
+# int8) and accuracy-budgeted INT8 in both Q/DQ layouts, the CPU suite (parity, Set5/Set14 accuracy, latency) on
+# all of them, then the plain calibration methods compared (minmax / percentile / entropy, both layouts).
 # Usage: benchmarks/cpu_results.sh [DATASETS_DIR (default ../shared/datasets)] [WORK_DIR (default runs/cpu-precisions)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,14 +15,16 @@ BUDGET="--max-psnr-drop 0.05 --val $D/Set5/HR"
 sr-deploy export onnx "$MODEL" -o "$W/fp32.onnx"
 sr-deploy export fp16 "$W/fp32.onnx" -o "$W/fp16.onnx" $CAL
 for target in ort-cpu tensorrt; do
-  sr-deploy export int8 "$W/fp32.onnx" --target $target --method minmax $CAL -o "$W/int8-$target-plain.onnx"
+  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $CAL -o "$W/int8-$target-entropy.onnx"
   sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $CAL $BUDGET -o "$W/int8-$target-budget.onnx"
 done
 ONNX=()
-for f in fp32 fp16 int8-ort-cpu-plain int8-ort-cpu-budget int8-tensorrt-plain int8-tensorrt-budget; do
+for f in fp32 fp16 int8-ort-cpu-entropy int8-ort-cpu-budget int8-tensorrt-entropy int8-tensorrt-budget; do
   ONNX+=(--onnx "$W/$f.onnx")
 done
-# 270x480 is left out: with nine variants loaded in one process, the ONNX Runtime CPU arenas grew past the
-# machine's 24 GB at that size and the kernel killed the run (see the issue notes); 10 timed runs per shape.
-sr-deploy bench --suite benchmarks/suites/cpu.toml --sizes 128x128,256x256 --repeats 10 --model "$MODEL" "${ONNX[@]}" \
+# the whole suite (sizes 128x128, 256x256, 270x480; one variant in memory at a time), 10 timed runs per shape
+sr-deploy bench --suite benchmarks/suites/cpu.toml --repeats 10 --model "$MODEL" "${ONNX[@]}" \
     --out 'benchmarks/results/{machine}'
+# plain calibration methods (reuses the entropy models above)
+python benchmarks/int8_calibration.py "$W/fp32.onnx" $CAL --data "$D/Set5/HR" --data "$D/Set14/HR" \
+    --work "$W" --out 'benchmarks/results/{machine}'

@@ -494,8 +494,8 @@ def pipeline(
 
     try:
         config = PipelineConfig(model, str(calib) if calib else None, str(val) if val else None,
-                                parse_list(targets, TARGETS, "targets"), max_psnr_drop, calib_images,
-                                bench_settings(suite, quick))
+                                parse_list(targets, TARGETS, "targets"), max_psnr_drop=max_psnr_drop,
+                                calib_images=calib_images, bench=bench_settings(suite, quick))
         results = run_pipeline(config, out, log=log_text)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
