@@ -1,0 +1,45 @@
+"""benchmarks/int8_calibration.py: every plain calibration method x layout, exported and scored for real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from sr_deploy.data.datasets import embedded_images
+from sr_deploy.data.image_io import read_image, write_image
+from sr_deploy.export.onnx import export_onnx
+from sr_deploy.models import ModelDescriptor, SRResNet, save_weights
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _folder(path: Path, split: str, count: int) -> Path:
+    path.mkdir()
+    for p in embedded_images(split)[:count]:
+        write_image(path / f"{p.stem}.png", read_image(p))
+    return path
+
+
+def test_int8_calibration_table(tmp_path: Path) -> None:
+    desc = ModelDescriptor(scale=4, num_features=8, num_blocks=1, name="tiny-x4")
+    weights = save_weights(SRResNet(4, num_features=8, num_blocks=1).eval(), desc, tmp_path / "tiny.safetensors")
+    fp32 = export_onnx(weights, tmp_path / "tiny.onnx").path
+    calib, data = _folder(tmp_path / "calib", "train", 2), _folder(tmp_path / "Set1", "eval", 1)
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "int8_calibration.py"), str(fp32), "--calib", str(calib),
+         "--data", str(data), "--work", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = pl.read_csv(out / "int8_calibration.csv")
+    assert table.height == 7 and set(table["dataset"]) == {"Set1"}  # fp32 + 2 layouts x 3 methods
+    assert table.filter(pl.col("layout") == "fp32")["drop_db"].to_list() == [0.0]
+    int8 = table.filter(pl.col("layout") != "fp32")
+    assert sorted(set(int8["method"])) == ["entropy", "minmax", "percentile"]
+    assert int8["drop_db"].is_finite().all() and int8["drop_db"].n_unique() > 1  # the methods really differ
+    assert len(list((tmp_path / "work").glob("int8-*.onnx"))) == 6
+    assert (out / "int8_calibration.md").read_text().count("\n| ") == 7  # header + 6 rows
