@@ -34,6 +34,7 @@ from sr_deploy.data.datasets import collect_images, make_eval_pair
 from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
 from sr_deploy.models.weights import read_state, save_weights
+from sr_deploy.models.zoo import resolve_weights
 from sr_deploy.runtime.torch_backend import TorchUpscaler
 from sr_deploy.train.checkpoint import load_checkpoint, save_checkpoint
 from sr_deploy.train.distributed import barrier, init_distributed, shutdown
@@ -158,10 +159,11 @@ class Trainer:
 
     # ---- hooks for subclasses -------------------------------------------------------------
     def build_generator(self) -> nn.Module:
-        """A fresh network, or the weights of ``cfg.init`` (which must match the requested architecture)."""
+        """A fresh network, or the weights of ``cfg.init`` (a file or a shipped model name; it must match
+        the requested architecture)."""
         net = build_model(self.desc)
         if self.cfg.init:
-            state, desc = read_state(self.cfg.init)
+            state, desc = read_state(resolve_weights(self.cfg.init))
             mine = (self.desc.scale, self.desc.num_features, self.desc.num_blocks)
             if (desc.scale, desc.num_features, desc.num_blocks) != mine:
                 raise ValueError(f"--init {self.cfg.init} is {desc.to_json()}, which does not match the requested "

@@ -181,3 +181,16 @@ def test_release_ships_best_weights_with_metadata(tiny_config: Callable[..., Tra
     assert (tmp_path / "released" / "tiny-x4.log.csv").is_file()
     model, desc = load_weights(out)
     assert desc.name == "tiny-x4"
+    assert "init" not in meta["training"]
+    # a run warm-started from the release (by path) records where it started, with that model's own summary
+    warm = tmp_path / "w"
+    SRResNetTrainer(tiny_config(warm, steps=2, init=str(out))).run()
+    meta2 = json.loads(release_run(warm, "tiny-x4b", dest=tmp_path / "released").with_suffix(".json").read_text())
+    assert meta2["training"]["init"]["sha256"] == meta["sha256"]
+    assert meta2["training"]["init"]["training"]["step"] == 3 and meta2["training"]["step"] == 2
+
+
+def test_init_accepts_a_shipped_model_name(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    # the name resolves to the shipped weights, whose 16 x 64 architecture the tiny run does not match
+    with pytest.raises(ValueError, match=r"--init srresnet-x4 is .*does not match"):
+        SRResNetTrainer(tiny_config(tmp_path / "r", init="srresnet-x4"))
