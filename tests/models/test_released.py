@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from sr_deploy.artifacts import sha256_file
 from sr_deploy.bench.accuracy import evaluate
 from sr_deploy.data import embedded_images
+from sr_deploy.data.datasets import collect_images
 from sr_deploy.models import load_weights, released_models
 from sr_deploy.models.zoo import RELEASED_DIR
 from sr_deploy.runtime import load
@@ -44,3 +46,13 @@ def test_the_default_model_is_shipped() -> None:
     if not SHIPPED:
         pytest.skip("no model shipped in this checkout yet")
     assert "srresnet-x4" in SHIPPED
+
+
+def test_shipped_x4_reproduces_its_recorded_set5_score(datasets_dir: Path) -> None:
+    """The release metadata's Set5 numbers come back from the shipped file, and meet the first bar (31.0 dB)."""
+    recorded = json.loads((RELEASED_DIR / "srresnet-x4.json").read_text())["evaluation"]["Set5"]
+    images = collect_images([datasets_dir / "Set5" / "HR"])
+    scores = evaluate(load("srresnet-x4", backend="torch", precision="fp32", device="cpu"), images)
+    assert float(scores["psnr_y"].mean()) == pytest.approx(recorded["psnr_y"], abs=1e-3)  # type: ignore[arg-type]
+    assert float(scores["ssim_y"].mean()) == pytest.approx(recorded["ssim_y"], abs=1e-4)  # type: ignore[arg-type]
+    assert recorded["psnr_y"] >= 31.0
