@@ -10,13 +10,14 @@ W=${2:-runs/cpu-precisions}
 mkdir -p "$W"
 MODEL=srresnet-x4
 CAL="--calib $D/train/T91"
+INT8_CAL="$CAL --calib-images 40"  # 40 T91 images x 4 crops of 48x48 LR
 # the budget is fitted on Set5 crops; Set14 is never seen by it (the budget must generalise)
 BUDGET="--max-psnr-drop 0.05 --val $D/Set5/HR"
 sr-deploy export onnx "$MODEL" -o "$W/fp32.onnx"
 sr-deploy export fp16 "$W/fp32.onnx" -o "$W/fp16.onnx" $CAL
 for target in ort-cpu tensorrt; do
-  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $CAL -o "$W/int8-$target-entropy.onnx"
-  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $CAL $BUDGET -o "$W/int8-$target-budget.onnx"
+  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $INT8_CAL -o "$W/int8-$target-entropy.onnx"
+  sr-deploy export int8 "$W/fp32.onnx" --target $target --method entropy $INT8_CAL $BUDGET -o "$W/int8-$target-budget.onnx"
 done
 ONNX=()
 for f in fp32 fp16 int8-ort-cpu-entropy int8-ort-cpu-budget int8-tensorrt-entropy int8-tensorrt-budget; do
@@ -26,5 +27,5 @@ done
 sr-deploy bench --suite benchmarks/suites/cpu.toml --repeats 10 --model "$MODEL" "${ONNX[@]}" \
     --out 'benchmarks/results/{machine}'
 # plain calibration methods (reuses the entropy models above)
-python benchmarks/int8_calibration.py "$W/fp32.onnx" $CAL --data "$D/Set5/HR" --data "$D/Set14/HR" \
+python benchmarks/int8_calibration.py "$W/fp32.onnx" $INT8_CAL --data "$D/Set5/HR" --data "$D/Set14/HR" \
     --work "$W" --out 'benchmarks/results/{machine}'

@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fp32", type=Path, help="sr-deploy fp32 ONNX model")
     parser.add_argument("--calib", type=Path, required=True, help="calibration image folder")
+    parser.add_argument("--calib-images", type=int, default=None, help="use at most N calibration images")
     parser.add_argument("--data", type=Path, action="append", required=True, help="HR evaluation folder (repeatable)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the quantized models")
     parser.add_argument("--out", required=True, help="results folder ({machine} is replaced)")
@@ -49,7 +50,8 @@ def main() -> None:
             path = args.work / f"int8-{target}-{method}.onnx"
             if not path.exists():
                 console.print(f"export int8 {target} {method}")
-                export_int8(args.fp32, path, target=target, calib=args.calib, method=method)
+                export_int8(args.fp32, path, target=target, calib=args.calib, method=method,
+                            num_images=args.calib_images)
             models[(target, method)] = path
     rows: list[dict[str, Any]] = []
     for (target, method), path in models.items():
@@ -70,7 +72,8 @@ def main() -> None:
     lines = [
         "# Plain int8 calibration (all quantizable layers int8, no budget): Y-PSNR drop from fp32 (dB)",
         "",
-        f"Model: `{args.fp32}`; calibration: `{args.calib}` (sr-deploy export int8 defaults); ONNX Runtime CPU.",
+        f"Model: `{args.fp32}`; calibration: `{args.calib}` ({args.calib_images or 'all'} images, sr-deploy export "
+        "int8 defaults); ONNX Runtime CPU.",
         "",
         "| layout | method | " + " | ".join(wide.columns[2:]) + " |",
         "|---|---|" + "---|" * (len(wide.columns) - 2),
