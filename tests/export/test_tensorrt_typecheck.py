@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ def test_misspelled_builder_call_fails_the_typecheck(tmp_path: Path) -> None:
     assert "builder.build_serialized_network(" in source
     bad = tmp_path / "tensorrt_misspelled.py"
     bad.write_text(source.replace("build_serialized_network(", "build_serialized_engine("))
-    result = subprocess.run(["bash", str(SCRIPT), str(bad)], cwd=REPO, capture_output=True, text=True)
+    env = {**os.environ, "PYTHON": sys.executable}  # this interpreter's mypy, whatever is first on PATH
+    result = subprocess.run(["bash", str(SCRIPT), str(bad)], cwd=REPO, capture_output=True, text=True, env=env)
     assert result.returncode != 0
     assert '"Builder" has no attribute "build_serialized_engine"' in result.stdout
