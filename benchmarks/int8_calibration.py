@@ -25,6 +25,7 @@ from rich.console import Console
 from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.bench.accuracy import evaluate
 from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.report import markdown_table
 from sr_deploy.bench.results import save_table
 from sr_deploy.bench.runner import dataset_name
 from sr_deploy.data.datasets import collect_images
@@ -75,11 +76,8 @@ def main() -> None:
         f"Model: `{args.fp32}`; calibration: `{args.calib}` ({args.calib_images or 'all'} images, sr-deploy export "
         "int8 defaults); ONNX Runtime CPU.",
         "",
-        "| layout | method | " + " | ".join(wide.columns[2:]) + " |",
-        "|---|---|" + "---|" * (len(wide.columns) - 2),
+        markdown_table(wide),
     ]
-    for row in wide.iter_rows():
-        lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(f"{v:.3f}" for v in row[2:]) + " |")
     atomic_write_bytes(out / "int8_calibration.md", ("\n".join(lines) + "\n").encode())
     console.print(f"wrote {out / 'int8_calibration.md'}")
 

@@ -20,11 +20,11 @@ from sr_deploy.data.datasets import embedded_images, make_eval_pair
 from sr_deploy.data.image_io import to_float_rgb
 from sr_deploy.data.imresize import imresize
 from sr_deploy.export.errors import ParityError
+from sr_deploy.metrics import psnr
+from sr_deploy.models.descriptor import ModelDescriptor
 
 if TYPE_CHECKING:
     import onnx
-from sr_deploy.metrics import psnr
-from sr_deploy.models.descriptor import ModelDescriptor
 
 Runner = Callable[[np.ndarray], np.ndarray]
 DYNAMIC_SIZES = ((1, 40, 56), (2, 27, 33))

@@ -153,16 +153,25 @@ def _kept_float(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], layo
     return weights[node.input[1]].dims[0] < layout.min_conv_outputs
 
 
+def _partition(model: onnx.ModelProto, layout: Layout) -> tuple[list[str], list[str]]:
+    """Names of the layout's op-type nodes, in graph order: (quantizable, always left in float)."""
+    weights = {t.name: t for t in model.graph.initializer}
+    quantizable: list[str] = []
+    kept: list[str] = []
+    for node in model.graph.node:
+        if node.op_type in layout.op_types:
+            (kept if _kept_float(node, weights, layout) else quantizable).append(node.name)
+    return quantizable, kept
+
+
 def quantizable_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
     """Names of the nodes the layout quantizes (the candidates for exclusion), in graph order."""
-    weights = {t.name: t for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type in layout.op_types and not _kept_float(n, weights, layout)]
+    return _partition(model, layout)[0]
 
 
 def float_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
     """Names of the nodes of the layout's op types that it always leaves in float."""
-    weights = {t.name: t for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type in layout.op_types and _kept_float(n, weights, layout)]
+    return _partition(model, layout)[1]
 
 
 class Quantizer:
@@ -187,7 +196,8 @@ class Quantizer:
         self.reduce_range = reduce_range
         self.cache = Path(workdir) / "ranges.json"
         save_tensors_data(ranges, self.cache)
-        self.always_float = float_nodes(onnx.load(str(model_path), load_external_data=False), layout)
+        self.model = onnx.load(str(model_path), load_external_data=False)  # graph and weight shapes
+        self.always_float = float_nodes(self.model, layout)
 
     def quantize(self, exclude: Sequence[str], output: str | os.PathLike[str]) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static

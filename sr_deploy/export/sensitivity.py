@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -225,39 +226,27 @@ def budgeted_exclusion(
             report.noise[node] = y_noise(alone, reference, scale)
             report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
             note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.4f} dB alone")
-        work = node_work(onnx.load(str(quantizer.model_path)))
+        work = node_work(quantizer.model)
         report.work = {n: work[n] for n in candidates}
         order = sorted(candidates, key=lambda n: report.noise[n] / report.work[n])  # least error per work first
-        total, guess = 0.0, 0
-        for node in order:
-            total += report.noise[node]
-            if drop_for_noise(total, baseline) > budget_db:
-                break
-            guess += 1
-        report.predicted_drop = drop_for_noise(sum(report.noise[n] for n in order[:guess]), baseline)
+        predicted = [drop_for_noise(total, baseline) for total in accumulate(report.noise[n] for n in order)]
+        guess = sum(drop <= budget_db for drop in predicted)  # predicted drops grow with k
+        report.predicted_drop = predicted[guess - 1] if guess else 0.0
 
-        def measure(k: int) -> float:
-            psnr_k = outputs_y_psnr(outputs(order[k:]), pairs, scale)
-            report.cuts[k] = baseline - psnr_k
-            note(f"{k} of {len(order)} layers int8: drop {report.cuts[k]:.3f} dB")
-            return psnr_k
-
-        # largest k (layers int8, least sensitive first) whose measured drop is within budget;
-        # k = 0 is the fp32 model itself, k = len(order) is known to be over budget
+        # largest k (layers int8, least sensitive first) whose measured drop is within budget, by binary
+        # search whose first probe is the prediction; k = 0 is the fp32 model itself, k = len(order) is
+        # already measured over budget
         lo, hi, best = 0, len(order), baseline
-        if guess > 0:
-            psnr_guess = measure(guess)
-            if baseline - psnr_guess <= budget_db:
-                lo, best = guess, psnr_guess
-            else:
-                hi = guess
+        probe = min(max(guess, 1), len(order) - 1)
         while hi - lo > 1:
-            mid = (lo + hi) // 2
-            psnr_mid = measure(mid)
-            if baseline - psnr_mid <= budget_db:
-                lo, best = mid, psnr_mid
+            psnr_k = outputs_y_psnr(outputs(order[probe:]), pairs, scale)
+            report.cuts[probe] = baseline - psnr_k
+            note(f"{probe} of {len(order)} layers int8: drop {report.cuts[probe]:.3f} dB")
+            if report.cuts[probe] <= budget_db:
+                lo, best = probe, psnr_k
             else:
-                hi = mid
+                hi = probe
+            probe = (lo + hi) // 2
         report.excluded = order[lo:][::-1]
         report.final_psnr = best
     report.seconds = time.perf_counter() - start
