@@ -206,9 +206,9 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
 
     import torch
 
+    from sr_deploy.backends.base import BackendUnavailable
+    from sr_deploy.backends.pytorch import TorchUpscaler
     from sr_deploy.models.weights import load_weights
-    from sr_deploy.runtime.base import BackendUnavailable
-    from sr_deploy.runtime.torch_backend import TorchUpscaler
 
     weights = make_weights(args, out)
     report["weights"] = str(weights)
@@ -271,7 +271,7 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
             for name in names:
                 results.append(PathResult(name, "failed", f"engine build: {type(exc).__name__}: {exc}", shape=shape))
             continue
-        from sr_deploy.runtime.trt_backend import TrtUpscaler
+        from sr_deploy.backends.trt import TrtUpscaler
 
         measure(names[0], lambda e=engine: partial(TrtUpscaler(e).run, x))  # type: ignore[misc]
         measure(names[1], lambda e=engine: partial(TrtUpscaler(e, cuda_graphs=True).run, x))  # type: ignore[misc]
@@ -279,15 +279,15 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
 
 
 def ort_runner(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from sr_deploy.runtime.ort_backend import OrtUpscaler, cuda_provider
+    from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider
 
     return OrtUpscaler(onnx_file, providers=[cuda_provider(), "CPUExecutionProvider"]).run
 
 
 def build_trt(onnx_file: Path, out: Path, shape: tuple[int, ...]) -> Path:
-    from sr_deploy.export.engine_meta import BuildOptions
-    from sr_deploy.export.metadata import load_sr_onnx
-    from sr_deploy.export.profiles import plan_profiles
+    from sr_deploy.backends.onnx_metadata import load_sr_onnx
+    from sr_deploy.backends.trt_metadata import BuildOptions
+    from sr_deploy.backends.trt_profiles import plan_profiles
     from sr_deploy.export.tensorrt import build_engine
 
     _, desc = load_sr_onnx(onnx_file, precision=None)

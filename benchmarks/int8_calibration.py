@@ -23,15 +23,15 @@ import polars as pl
 from rich.console import Console
 
 from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.accuracy import evaluate
 from sr_deploy.bench.environment import environment, machine_slug
 from sr_deploy.bench.report import markdown_table
 from sr_deploy.bench.results import save_table
-from sr_deploy.bench.runner import dataset_name
+from sr_deploy.bench.run import dataset_name
 from sr_deploy.data.datasets import collect_images
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.qdq import LAYOUTS, METHODS
 from sr_deploy.runtime import load
+from sr_deploy.scoring import evaluate
 
 
 def main() -> None:

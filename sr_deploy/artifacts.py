@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sr_deploy import __version__
+from sr_deploy._version import __version__
 
 
 @contextlib.contextmanager

@@ -57,10 +57,10 @@ def evaluate(
       sr-deploy evaluate --model srresnet-x4 --json
     """
     from sr_deploy.artifacts import finite_or_null
-    from sr_deploy.bench.accuracy import evaluate as run_evaluate
     from sr_deploy.data.datasets import collect_images
     from sr_deploy.data.image_io import ImageReadError
     from sr_deploy.runtime import BackendUnavailable, load
+    from sr_deploy.scoring import evaluate as run_evaluate
 
     try:
         images = collect_images([str(d) for d in data] if data else None, split="eval")
@@ -236,9 +236,9 @@ def train_release(
 
       sr-deploy train release runs/x4 --name srresnet-x4 --eval Set5/HR --eval Set14/HR
     """
-    from sr_deploy.bench.accuracy import evaluate as run_evaluate
     from sr_deploy.data.datasets import collect_images
     from sr_deploy.runtime import load
+    from sr_deploy.scoring import evaluate as run_evaluate
     from sr_deploy.train.release import release_run
 
     try:
@@ -279,11 +279,11 @@ def build(
 
       sr-deploy build model-fp16.onnx --cache-dir engines --timing-cache engines/timing.cache
     """
-    from sr_deploy.export.engine_meta import BuildOptions
-    from sr_deploy.export.metadata import load_sr_onnx
-    from sr_deploy.export.profiles import plan_profiles
+    from sr_deploy.backends.base import BackendUnavailable
+    from sr_deploy.backends.onnx_metadata import load_sr_onnx
+    from sr_deploy.backends.trt_metadata import BuildOptions
+    from sr_deploy.backends.trt_profiles import plan_profiles
     from sr_deploy.export.tensorrt import build_engine
-    from sr_deploy.runtime.base import BackendUnavailable
 
     try:
         _, desc = load_sr_onnx(onnx, precision=None)
@@ -313,10 +313,11 @@ def export_onnx_command(
 
     Example: sr-deploy export onnx srresnet-x4 -o srresnet-x4.onnx
     """
-    from sr_deploy.export.onnx import export_onnx, parse_static
+    from sr_deploy.bench.config import parse_size
+    from sr_deploy.export.onnx import export_onnx
 
     try:
-        result = export_onnx(model, output, opset, parse_static(static) if static else None)
+        result = export_onnx(model, output, opset=opset, static=parse_size(static) if static else None)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
@@ -336,7 +337,7 @@ def export_fp16_command(
     from sr_deploy.export.fp16 import export_fp16
 
     try:
-        result = export_fp16(onnx_model, output, calib, margin)
+        result = export_fp16(onnx_model, output, calib=calib, margin=margin)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     kept = ", ".join(f"{n} (|x| {v:.3g})" for n, v in result.fp32_nodes.items()) or "none"
@@ -366,8 +367,9 @@ def export_int8_command(
     from sr_deploy.export.int8 import export_int8
 
     try:
-        result = export_int8(onnx_model, output, target, calib, method, calib_images, max_psnr_drop, val,
-                             bins, percentile, reduce_range, on_step=console.print)
+        result = export_int8(onnx_model, output, target=target, calib=calib, method=method, num_images=calib_images,
+                             max_psnr_drop=max_psnr_drop, val=val, bins=bins, percentile=percentile,
+                             reduce_range=reduce_range, on_step=console.print)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if result.budget:
@@ -403,7 +405,7 @@ def bench(
       sr-deploy bench --suite benchmarks/suites/cpu.toml --model srresnet-x4 --onnx runs/cpu/model.fp32.onnx
     """
     from sr_deploy.bench.config import BACKENDS, PRECISIONS, make_config, parse_list, parse_size
-    from sr_deploy.bench.runner import run_bench
+    from sr_deploy.bench.run import run_bench
 
     try:
         config = make_config(
@@ -438,8 +440,7 @@ def report(
 
       sr-deploy report --compare old-results new-results --max-latency-regression 0.1 --max-psnr-drop 0.05
     """
-    from sr_deploy.bench.report import compare as compare_runs
-    from sr_deploy.bench.report import write_report
+    from sr_deploy.bench.report import compare_runs, write_report
 
     if (results is None) == (compare is None):
         raise fail("give either a RESULTS_DIR or --compare OLD NEW")
@@ -547,7 +548,7 @@ def upscale(
     """
     from rich.progress import Progress
 
-    from sr_deploy.runtime.base import BackendUnavailable
+    from sr_deploy.backends.base import BackendUnavailable
     from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
     from sr_deploy.runtime.select import load_selected
 

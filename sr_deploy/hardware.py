@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sr_deploy.errors import BackendUnavailable
+
 
 def cpu_has_bf16() -> bool:
     """Whether this x86 CPU has native bf16 dot products (AVX-512 BF16 or AMX)."""
@@ -24,10 +26,6 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-class BackendUnavailable(RuntimeError):
-    """A requested backend cannot run on this machine; the message says what is missing."""
 
 
 @dataclass(frozen=True)
@@ -125,3 +123,12 @@ def tensorrt_environment(builder: bool = False, device: int = 0) -> tuple[str, G
     """``(TensorRT version, GPU info of device)`` after :func:`require_tensorrt` (same errors)."""
     trt = require_tensorrt(builder, device)
     return str(trt.__version__), gpu_info(device)
+
+
+def tensorrt_unavailable_reason(builder: bool = False, device: int = 0) -> str | None:
+    """Why TensorRT cannot build (``builder``) or run engines here; None when it can."""
+    try:
+        require_tensorrt(builder, device)
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None

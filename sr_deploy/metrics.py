@@ -28,12 +28,12 @@ def rgb_to_y(img: np.ndarray, round_to_int: bool = True) -> np.ndarray:
     return np.round(y) if round_to_int else y
 
 
-def _prepare(img: np.ndarray, crop_border: int, test_y_channel: bool) -> np.ndarray:
+def _prepare(img: np.ndarray, crop_border: int, test_y_channel: bool, round_y: bool = True) -> np.ndarray:
     x = img.astype(np.float64)
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
     if test_y_channel and x.ndim == 3:
-        x = rgb_to_y(x)
+        x = rgb_to_y(x, round_to_int=round_y)
     if crop_border:
         x = x[crop_border:-crop_border, crop_border:-crop_border]
     return x
@@ -51,6 +51,15 @@ def psnr(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channe
     b = _prepare(img2, crop_border, test_y_channel)
     mse = float(np.mean((a - b) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def y_mse(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0) -> float:
+    """Mean squared difference of the unrounded BT.601 Y channels (0..255 scale; grey images on their
+    own channel) with ``crop_border`` pixels shaved: the error power one output adds to another."""
+    _check(img1, img2)
+    a = _prepare(img1, crop_border, test_y_channel=True, round_y=False)
+    b = _prepare(img2, crop_border, test_y_channel=True, round_y=False)
+    return float(np.mean((a - b) ** 2))
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:

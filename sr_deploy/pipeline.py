@@ -25,6 +25,7 @@ from typing import Any
 
 from sr_deploy.artifacts import atomic_write_json, sha256_file
 from sr_deploy.bench.config import QUICK, BenchConfig
+from sr_deploy.hardware import tensorrt_unavailable_reason
 
 TARGETS = ("onnxruntime", "tensorrt")
 MANIFEST = "manifest.json"
@@ -107,7 +108,7 @@ class Manifest:
         atomic_write_json(self.path, {"steps": self.steps})
 
 
-class _Runner:
+class _Steps:
     def __init__(self, out: Path, log: Log) -> None:
         self.manifest, self.log = Manifest(out), log
         self.results: list[StepResult] = []
@@ -145,7 +146,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
     weights = resolve_weights(config.model)
     calib_digest = folder_digest(config.calib, "train")
     val_digest = folder_digest(config.val, "eval")
-    run = _Runner(d, log)
+    run = _Steps(d, log)
     fp32, fp16 = d / "model.fp32.onnx", d / "model.fp16.onnx"
 
     def onnx_step() -> str:
@@ -185,9 +186,9 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
     report = d / "bench" / "report.md"
 
     def bench_step() -> str:
-        from sr_deploy.bench.runner import run_bench
+        from sr_deploy.bench.run import run_bench
 
-        run_bench(bench, d / "bench", log)
+        run_bench(bench, d / "bench", log=log)
         return "results in bench/"
 
     bench_outputs = [d / "bench" / f"{t}.parquet" for t in ("variants", "parity", "accuracy", "latency")]
@@ -210,21 +211,19 @@ def _gate_note(report: Any) -> str:
     return f"parity {'passed' if report.passed else 'FAILED'} (min PSNR {worst:.1f} dB, gate {report.min_psnr_db:g})"
 
 
-def _engines_step(run: _Runner, d: Path, onnx_files: list[Path | None], config: PipelineConfig,
+def _engines_step(run: _Steps, d: Path, onnx_files: list[Path | None], config: PipelineConfig,
                   log: Log) -> list[Path]:
     """Build one engine per ONNX file for the tensorrt target (reuse is decided by ``build_engine``
     from the engine's sidecar); not available without TensorRT or a GPU."""
     if "tensorrt" not in config.targets:
         return []
-    from sr_deploy.bench.variants import tensorrt_unavailable_reason
-
-    reason = tensorrt_unavailable_reason()
+    reason = tensorrt_unavailable_reason(builder=True)
     if reason is not None:
         run.unavailable("tensorrt engines", reason)
         return []
-    from sr_deploy.export.engine_meta import BuildOptions
-    from sr_deploy.export.metadata import load_sr_onnx
-    from sr_deploy.export.profiles import plan_profiles
+    from sr_deploy.backends.onnx_metadata import load_sr_onnx
+    from sr_deploy.backends.trt_metadata import BuildOptions
+    from sr_deploy.backends.trt_profiles import plan_profiles
     from sr_deploy.export.tensorrt import build_engine
 
     start = time.perf_counter()

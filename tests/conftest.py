@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sr_deploy.models import save_weights
+from tests.helpers import SMALL, random_srresnet
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,3 +26,17 @@ def datasets_dir() -> Path:
         source = "$SR_DEPLOY_DATASETS" if env else "the default location"
         pytest.skip(f"real-image datasets not found at {folder} ({source}); set SR_DEPLOY_DATASETS to run")
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``small-x4.safetensors`` (+ .json) of :func:`random_srresnet`."""
+    return save_weights(random_srresnet(), SMALL, tmp_path_factory.mktemp("small") / "small-x4.safetensors")
+
+
+@pytest.fixture(scope="session")
+def small_onnx(small_weights: Path) -> Path:
+    """The same weights exported to fp32 ONNX with sr-deploy metadata (``export_onnx``: parity-gated)."""
+    from sr_deploy.export.onnx import export_onnx
+
+    return export_onnx(small_weights, small_weights.with_suffix(".onnx")).path

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
 from sr_deploy.pipeline import MANIFEST, PipelineConfig, run_demo, run_pipeline, step_key
-from tests.bench.tiny import save_tiny_model
+from tests.helpers import save_tiny_model
 
 EXPORT_STEPS = ["export fp32", "export fp16", "export int8 (ort-cpu)", "export int8 (tensorrt)"]
 

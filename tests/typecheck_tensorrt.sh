@@ -64,9 +64,9 @@ EOF
 
 MODULES=("$@")
 if [ ${#MODULES[@]} -eq 0 ]; then
-  MODULES=(sr_deploy/export/tensorrt.py sr_deploy/export/engine_meta.py sr_deploy/export/profiles.py
-           sr_deploy/runtime/trt_backend.py sr_deploy/hardware.py sr_deploy/runtime/cuda_memory.py)
-  RUNTIME=(sr_deploy/runtime/trt_backend.py)
+  MODULES=(sr_deploy/export/tensorrt.py sr_deploy/backends/trt_metadata.py sr_deploy/backends/trt_profiles.py
+           sr_deploy/backends/trt.py sr_deploy/hardware.py sr_deploy/backends/cuda_memory.py)
+  RUNTIME=(sr_deploy/backends/trt.py)
 else
   RUNTIME=()
 fi

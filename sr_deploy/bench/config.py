@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from sr_deploy.vocabulary import BACKENDS, PRECISIONS
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from sr_deploy.runtime.base import Upscaler
+from sr_deploy.backends.base import Upscaler
 
 
 @dataclass(frozen=True)

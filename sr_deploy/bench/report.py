@@ -1,6 +1,6 @@
 """The Markdown report of a results folder, and the comparison of two results folders.
 
-:func:`write_report` reads only what :func:`sr_deploy.bench.runner.run_bench` saved (Parquet
+:func:`write_report` reads only what :func:`sr_deploy.bench.run.run_bench` saved (Parquet
 tables, ``environment.json``, ``config.json``, ``crops/``), so ``sr-deploy report RESULTS_DIR``
 regenerates the same report, tables and plots at any time. :func:`compare` lines two runs up and
 lists regressions past thresholds (latency ratio, Y-PSNR drop, parity that stopped passing,
@@ -22,6 +22,7 @@ from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.bench.plots import plot_crops, plot_latency, plot_tradeoff
 from sr_deploy.bench.results import load_json, load_table
 from sr_deploy.bench.variants import REFERENCE
+from sr_deploy.compare import TOLERANCES
 
 
 def _cell(value: Any, digits: int = 3) -> str:
@@ -126,8 +127,7 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
         pl.when(pl.col("status") == "ok").then(pl.col("p50_ms").round(2).cast(pl.String))
         .otherwise(pl.col("status").str.extract(r"^([^:]+)", 1) + pl.lit(" (see Variants)")).alias("p50"))
     p50 = pivot_src.pivot(on="size", index="variant", values="p50", aggregate_function="first")
-    rules = "; ".join(f"{p}: atol {r.atol:g}, rtol {r.rtol:g} ({r.stat}), PSNR >= {r.min_psnr_db:g} dB"
-                      for p, r in _tolerances().items())
+    rules = "; ".join(f"{p}: {r.describe()}" for p, r in TOLERANCES.items())
     text = [
         "# sr-deploy benchmark report",
         "",
@@ -191,10 +191,6 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     return report
 
 
-def _tolerances() -> dict[str, Any]:
-    from sr_deploy.bench.parity import TOLERANCES
-
-    return TOLERANCES
 
 
 @dataclass
@@ -211,7 +207,7 @@ class Comparison:
                              "## Accuracy (mean Y-PSNR, dB)", markdown_table(self.accuracy, digits=4)])
 
 
-def compare(
+def compare_runs(
     old: str | os.PathLike[str],
     new: str | os.PathLike[str],
     max_latency_regression: float = 0.1,

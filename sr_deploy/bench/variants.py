@@ -4,21 +4,26 @@ torch fp32 is the reference. A variant that cannot run here is kept with ``statu
 and the reason (e.g. TensorRT on a machine without a GPU), so reports show it instead of hiding it.
 
 Variants are planned first (names and precisions from the files' metadata, nothing loaded) and
-opened one at a time (:meth:`Variant.open` / :meth:`Variant.close`), so a run holds at most one
-model, with its ONNX Runtime arenas or CUDA buffers, in memory.
+opened one at a time (``with variant.opened() as up``), so a run holds at most one model, with its
+ONNX Runtime arenas or CUDA buffers, in memory. Every variant is built by the runtime's own route
+code (:func:`~sr_deploy.runtime.select.open_route`), so the bench measures what ``load`` gives users.
 """
 
 from __future__ import annotations
 
-import gc
+import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.bench.config import BenchConfig
-from sr_deploy.runtime.base import BackendUnavailable, Upscaler
+from sr_deploy.errors import BackendUnavailable
+from sr_deploy.models.zoo import resolve_weights
+from sr_deploy.runtime.select import Artifact, Route, identify, load, machine_facts, open_route
 
 REFERENCE = "torch-fp32"
 
@@ -40,7 +45,6 @@ class Variant:
     load_s: float | None = None
     device: str | None = None
     make: Callable[[], Upscaler] | None = field(default=None, repr=False)
-    upscaler: Upscaler | None = field(default=None, repr=False)
 
     @property
     def available(self) -> bool:
@@ -56,9 +60,10 @@ class Variant:
                 "source": self.source, "status": self.status, "reason": self.reason, "load_s": self.load_s}
 
     def open(self) -> Upscaler | None:
-        """The loaded upscaler (loaded now if needed), or None when the variant cannot run here."""
-        if self.upscaler is not None or not self.available or self.make is None:
-            return self.upscaler
+        """Load the upscaler (the caller closes it: ``with``), recording ``load_s`` and ``device``; None
+        (with ``status`` ``not available`` or ``failed`` and the reason) when the variant cannot run here."""
+        if not self.available or self.make is None:
+            return None
         start = time.perf_counter()
         try:
             up = self.make()
@@ -68,49 +73,34 @@ class Variant:
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             self.status, self.reason = "failed", f"{type(exc).__name__}: {exc}"
             return None
-        self.load_s, self.device, self.upscaler = time.perf_counter() - start, up.device, up
+        self.load_s, self.device = time.perf_counter() - start, up.device
         return up
 
-    def close(self) -> None:
-        """Drop the upscaler and collect garbage, so its memory (weights, ONNX Runtime arenas, CUDA
-        buffers, torch's cached CUDA blocks) is given back before the next variant opens. Callers
-        must not keep their own reference to the upscaler."""
-        if self.upscaler is None:
-            return
-        self.upscaler = None
-        gc.collect()
-        if self.backend == "torch" and self.device is not None and self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[Upscaler | None]:
+        """:meth:`open` for a ``with`` block: the upscaler is closed (its sessions, arenas and device
+        memory given back) when the block ends, before the next variant opens."""
+        up = self.open()
+        try:
+            yield up
+        finally:
+            if up is not None:
+                up.close()
 
 
-def _torch_specs(config: BenchConfig) -> Iterator[tuple[str, str, bool]]:
-    """``(name, precision, channels_last)`` of the torch variants for ``config.device``."""
-    yield REFERENCE, "fp32", False
-    yield "torch-fp32+channels_last", "fp32", True
-    yield "torch-bf16+channels_last", "bf16", True
-    if config.device.startswith("cuda"):
-        yield "torch-fp16+channels_last", "fp16", True
-
-
-def tensorrt_unavailable_reason() -> str | None:
-    """Why TensorRT engines cannot run here (None when they can)."""
-    from sr_deploy.hardware import require_tensorrt
-
-    try:
-        require_tensorrt()
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
+def _torch_specs(config: BenchConfig) -> Iterator[tuple[str, Route]]:
+    """``(name, route)`` of the torch variants for ``config.device``: the plain fp32 reference, then the
+    production options that :func:`~sr_deploy.runtime.select.load` uses on this device."""
+    device = config.device.split(":")[0]
+    options = "channels_last+cudagraph" if device == "cuda" else "channels_last"
+    yield REFERENCE, Route("torch", device, "fp32", "weights")
+    for precision in ("fp32", "bf16", "fp16") if device == "cuda" else ("fp32", "bf16"):
+        yield f"torch-{precision}+channels_last", Route("torch", device, precision, "weights", options)
 
 
 def _file_variant(path: str, backend: str, device: str) -> Variant:
     """An ONNX file or TensorRT engine, named ``{backend}-{precision}`` from its metadata (not loaded);
     ``failed`` with the reason when the metadata cannot be read."""
-    from sr_deploy.runtime import load
-    from sr_deploy.runtime.select import identify
-
     try:
         precision = identify(path).precision or "?"
     except (ValueError, FileNotFoundError) as exc:
@@ -125,24 +115,17 @@ def plan_variants(config: BenchConfig) -> list[Variant]:
     The reference (torch fp32) is always first. Variants that cannot run here (TensorRT without a
     GPU, files without readable metadata) are already marked, with the reason.
     """
-    from sr_deploy.models.weights import load_weights
-    from sr_deploy.models.zoo import resolve_weights
-    from sr_deploy.runtime.torch_backend import TorchUpscaler
-
     weights = resolve_weights(config.model)
     if weights.suffix == ".onnx":
         raise ValueError(f"--model {weights} is ONNX; bench needs the PyTorch weights as the fp32 reference "
                          "(pass the ONNX file with --onnx)")
     variants: list[Variant] = []
-    for name, precision, channels_last in _torch_specs(config):
-        if name != REFERENCE and ("torch" not in config.backends or precision not in config.precisions):
+    artifact = Artifact(weights, "weights")
+    for name, route in _torch_specs(config):
+        if name != REFERENCE and ("torch" not in config.backends or route.precision not in config.precisions):
             continue
-
-        def make(p: str = precision, cl: bool = channels_last, n: str = name) -> Upscaler:
-            net, desc = load_weights(weights, config.device)
-            return TorchUpscaler(net, desc, device=config.device, precision=p, channels_last=cl, name=n)
-
-        variants.append(Variant(name, "torch", precision, str(weights), make=make))
+        variants.append(Variant(name, "torch", route.precision, str(weights),
+                                make=functools.partial(open_route, route, artifact, config.device)))
     files: list[Variant] = []
     if "onnxruntime" in config.backends:
         files += [_file_variant(str(p), "onnxruntime", config.device) for p in config.onnx]
@@ -154,7 +137,7 @@ def plan_variants(config: BenchConfig) -> list[Variant]:
 
 
 def _tensorrt_variants(config: BenchConfig) -> list[Variant]:
-    reason = tensorrt_unavailable_reason()
+    reason = machine_facts().tensorrt
     wanted = [p for p in config.precisions if p != "bf16"]
     if reason is not None:
         return [Variant(f"tensorrt-{p}", "tensorrt", p, "", "not available", reason) for p in wanted]

@@ -62,6 +62,15 @@ class EvalPair:
     lr: np.ndarray
 
 
+def crop_pair(pair: EvalPair, y: int, x: int, size: int, scale: int, name: str | None = None) -> EvalPair:
+    """The ``size x size`` LR crop at ``(y, x)`` of ``pair`` and its aligned HR crop (``scale`` times larger)."""
+    return EvalPair(
+        name=name or pair.name,
+        hr=np.ascontiguousarray(pair.hr[y * scale : (y + size) * scale, x * scale : (x + size) * scale]),
+        lr=np.ascontiguousarray(pair.lr[y : y + size, x : x + size]),
+    )
+
+
 def make_eval_pair(path: str | os.PathLike[str], scale: int) -> EvalPair:
     """Read ``path`` and build the standard pair: modcrop(HR, scale), LR = MATLAB bicubic 1/scale.
 

@@ -157,6 +157,20 @@ def to_float_rgb(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, :, :3])
 
 
+#: ITU-R BT.601 luma weights (what Pillow's ``convert("L")`` uses): RGB model outputs -> one grey channel.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def rgb_to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """``H x W x 3`` float RGB -> ``H x W x channels``: RGB as it is (3), or grey by the BT.601 luma
+    weights (1), for a model that ran on a grey image replicated to RGB (exact for equal channels)."""
+    if channels == 3:
+        return rgb
+    if channels == 1:
+        return (rgb @ LUMA_WEIGHTS)[:, :, None]
+    raise ValueError(f"expected 1 or 3 output channels, got {channels}")
+
+
 def to_uint(x: np.ndarray, dtype: type[np.unsignedinteger] | np.dtype = np.uint8) -> np.ndarray:
     """Float image in [0, 1] -> integer image of ``dtype``: clipped, scaled and rounded (half to even)."""
     peak = 255.0 if np.dtype(dtype) == np.uint8 else 65535.0

@@ -18,7 +18,7 @@ import numpy as np
 from sr_deploy.data.datasets import collect_images
 from sr_deploy.data.image_io import read_image, to_float_rgb
 from sr_deploy.data.imresize import imresize, modcrop
-from sr_deploy.export.errors import ExportError
+from sr_deploy.errors import ExportError
 
 DEFAULT_CROP = 48
 DEFAULT_CROPS_PER_IMAGE = 4

@@ -18,27 +18,28 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sr_deploy.export import metadata as meta
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.backends import onnxrt
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.compare import Comparison, Tolerance
 from sr_deploy.export.calibration import CalibrationSet, calibration_set
-from sr_deploy.export.parity import ParityReport, gate_and_write
+from sr_deploy.export.gate import gate_and_write, source_name
 
 FP16_MAX = 65504.0
 DEFAULT_MARGIN = 4.0
-FP16_MIN_PSNR_DB = 50.0
-FP16_MAX_ABS = 2.0 / 255.0
+#: The fp16 gate against fp32: 50 dB and no element off by more than 2 of 255 levels.
+FP16_TOLERANCE = Tolerance(min_psnr_db=50.0, atol=2.0 / 255.0)
 
 
 def tensor_abs_max(model: onnx.ModelProto, calib: CalibrationSet) -> dict[str, float]:
     """Largest ``|value|`` of every float tensor of ``model``: node outputs over the calibration
     crops (run on ORT CPU with all of them exposed as graph outputs) and initializers."""
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
     names = [out for node in probe.graph.node for out in node.output if out and out not in existing]
     probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = onnxrt.session(probe.SerializeToString())
     outputs = [o.name for o in session.get_outputs()]
     peak = dict.fromkeys(outputs, 0.0)
     for feed in calib.feeds(session.get_inputs()[0].name):
@@ -124,32 +125,39 @@ class Fp16Result:
     path: Path
     fp32_nodes: dict[str, float]
     calibration: dict[str, object]
-    parity: ParityReport
+    parity: Comparison
+
+    def __fspath__(self) -> str:
+        return str(self.path)
 
 
 def export_fp16(
-    model_path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | onnx.ModelProto,
     output: str | os.PathLike[str],
+    *,
     calib: str | os.PathLike[str] | None = None,
     margin: float = DEFAULT_MARGIN,
     num_images: int | None = None,
 ) -> Fp16Result:
-    """Convert an sr-deploy fp32 ONNX file to fp16 weights and compute with float32 I/O.
+    """Convert an sr-deploy fp32 ONNX model (a path or an ``onnx.ModelProto``) to fp16 weights and
+    compute with float32 I/O; returns an :class:`Fp16Result` (usable as the path).
 
-    ``calib``: folder of images for the overflow check (default: embedded training photos).
-    Raises :class:`~sr_deploy.export.errors.ExportError` for a bad input file and
-    :class:`~sr_deploy.export.errors.ParityError` when the fp16 model disagrees with fp32 (PSNR <
+    ``calib``: folder of images for the overflow check (default: embedded training photos);
+    ``num_images``: use at most this many of them. ``margin``: nodes whose tensors exceed
+    ``65504 / margin`` stay fp32.
+    Raises :class:`~sr_deploy.errors.ExportError` for a bad input file and
+    :class:`~sr_deploy.errors.ParityError` when the fp16 model disagrees with fp32 (PSNR <
     50 dB or max-abs > 2/255 on any batch); nothing is written then.
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if margin < 1.0:
         raise ValueError(f"the fp16 safety margin must be >= 1, got {margin}")
-    model, desc = meta.load_sr_onnx(model_path, "fp32")
+    fp32, desc = meta.load_sr_onnx(model, "fp32")
     cset = calibration_set(calib, desc.scale, num_images)
-    blocked = overflow_nodes(model, tensor_abs_max(model, cset), margin)
+    blocked = overflow_nodes(fp32, tensor_abs_max(fp32, cset), margin)
     half = convert_float_to_float16(
-        model, keep_io_types=True, node_block_list=sorted(blocked), max_finite_val=FP16_MAX
+        fp32, keep_io_types=True, node_block_list=sorted(blocked), max_finite_val=FP16_MAX
     )
     drop_cast_round_trips(half)
     topological_sort(half)
@@ -157,9 +165,10 @@ def export_fp16(
         half,
         {
             meta.PRECISION: "fp16",
-            meta.SOURCE: str(model_path),
+            meta.SOURCE: source_name(model),
             meta.FP32_NODES: {"margin": margin, "limit": FP16_MAX / margin, "nodes": blocked},
         },
     )
-    report = gate_and_write(model, half, output, desc, FP16_MIN_PSNR_DB, FP16_MAX_ABS, "ONNX Runtime fp16 vs fp32")
+    with OrtUpscaler(fp32.SerializeToString(), descriptor=desc) as reference:
+        report = gate_and_write(reference, half, output, desc, FP16_TOLERANCE, "ONNX Runtime fp16 vs fp32")
     return Fp16Result(Path(output), blocked, cset.describe(), report)

@@ -10,7 +10,6 @@ budget PSNR >= 20 dB vs fp32; with a budget, the budget on HR ground truth is th
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,11 +18,13 @@ from pathlib import Path
 
 import onnx
 
-from sr_deploy.artifacts import atomic_write_json, sha256_file
-from sr_deploy.export import metadata as meta
+from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, sha256_file
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.compare import Comparison, Tolerance
+from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.errors import ExportError
-from sr_deploy.export.parity import ParityReport, gate_and_write
+from sr_deploy.export.gate import gate_and_write, source_name
 from sr_deploy.export.qdq import (
     DEFAULT_BINS,
     DEFAULT_PERCENTILE,
@@ -36,7 +37,9 @@ from sr_deploy.export.qdq import (
 )
 from sr_deploy.export.sensitivity import BudgetReport, budgeted_exclusion, validation_pairs
 
-INT8_MIN_PSNR_DB = 20.0  # a garbage detector without a budget; with one, the budget is the gate
+#: Without a budget, a garbage detector against fp32 (with one, the budget on HR ground truth is the gate
+#: and only finite outputs are required here).
+INT8_SANITY = Tolerance(min_psnr_db=20.0)
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ class Int8Result:
     path: Path
     report_path: Path | None
     calibration: dict[str, object]
-    parity: ParityReport
+    parity: Comparison
     budget: BudgetReport | None
+
+    def __fspath__(self) -> str:
+        return str(self.path)
 
 
 def report_path_for(output: str | os.PathLike[str]) -> Path:
@@ -58,8 +64,9 @@ def report_path_for(output: str | os.PathLike[str]) -> Path:
 
 
 def export_int8(
-    model_path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | onnx.ModelProto,
     output: str | os.PathLike[str],
+    *,
     target: str = "tensorrt",
     calib: str | os.PathLike[str] | None = None,
     method: str = "minmax",
@@ -71,34 +78,39 @@ def export_int8(
     reduce_range: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> Int8Result:
-    """Quantize an sr-deploy fp32 ONNX file to int8 Q/DQ for ``target`` (``tensorrt`` or ``ort-cpu``).
+    """Quantize an sr-deploy fp32 ONNX model (a path or an ``onnx.ModelProto``) to int8 Q/DQ for
+    ``target`` (``tensorrt`` or ``ort-cpu``); returns an :class:`Int8Result` (usable as the path).
 
     ``calib`` / ``val``: image folders for calibration and for the budget's validation crops
-    (defaults: embedded training / evaluation photos). ``max_psnr_drop``: Y-PSNR budget in dB
-    versus fp32; layers are left in float until it holds. Raises
-    :class:`~sr_deploy.export.errors.ExportError` on bad input and
-    :class:`~sr_deploy.export.errors.ParityError` when the result fails the sanity gate; nothing is
-    written then.
+    (defaults: embedded training / evaluation photos); ``num_images``: calibrate on at most this
+    many images. ``method``: ``minmax``, ``percentile`` (``percentile`` of ``|x|`` kept) or
+    ``entropy`` (KL over ``bins`` histogram bins). ``max_psnr_drop``: Y-PSNR budget in dB versus
+    fp32; layers are left in float until it holds. ``reduce_range``: 7-bit weights (x86 CPUs
+    without VNNI). ``on_step``: receives progress lines. Raises
+    :class:`~sr_deploy.errors.ExportError` on bad input and :class:`~sr_deploy.errors.ParityError`
+    when the result fails the sanity gate; nothing is written then.
     """
     if target not in LAYOUTS:
-        raise ExportError(f"unknown --target {target!r}; choose from {tuple(LAYOUTS)}")
+        raise ExportError(f"unknown int8 target {target!r}; choose from {tuple(LAYOUTS)}")
     if method not in METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose from {METHODS}")
     if not 0.0 < percentile <= 100.0:
-        raise ExportError(f"--percentile must be in (0, 100], got {percentile}")
+        raise ExportError(f"percentile must be in (0, 100], got {percentile}")
     if max_psnr_drop is not None and max_psnr_drop < 0:
-        raise ExportError(f"--max-psnr-drop must be >= 0 dB, got {max_psnr_drop}")
-    model, desc = meta.load_sr_onnx(model_path, "fp32")
+        raise ExportError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
+    fp32, desc = meta.load_sr_onnx(model, "fp32")
     layout = LAYOUTS[target]
     cset = calibration_set(calib, desc.scale, num_images)
     pairs = validation_pairs(val, desc.scale) if max_psnr_drop is not None else []
-    ranges = compute_ranges(model_path, cset, layout, method, bins, percentile)
     with tempfile.TemporaryDirectory(prefix="sr-deploy-int8.") as tmp:
+        model_path = Path(tmp) / "fp32.onnx"  # ONNX Runtime's quantization tools read files
+        atomic_write_bytes(model_path, fp32.SerializeToString())
+        ranges = compute_ranges(model_path, cset, layout, method, bins, percentile)
         quantizer = Quantizer(model_path, ranges, layout, tmp, reduce_range)
-        candidates = quantizable_nodes(model, layout)
+        candidates = quantizable_nodes(fp32, layout)
         budget = None
         if max_psnr_drop is not None:
-            budget = budgeted_exclusion(quantizer, candidates, pairs, desc.scale, max_psnr_drop, on_step)
+            budget = budgeted_exclusion(quantizer, candidates, pairs, desc, max_psnr_drop, on_step)
         excluded = budget.excluded if budget else []
         quantized_path = Path(tmp) / "int8.onnx"
         quantizer.quantize(excluded, quantized_path)
@@ -120,9 +132,11 @@ def export_int8(
     if budget:
         calibration["max_psnr_drop_db"] = max_psnr_drop
         calibration["psnr_drop_db"] = budget.final_drop
-    meta.write_props(quantized, {meta.PRECISION: "int8", meta.SOURCE: str(model_path), meta.CALIBRATION: calibration})
-    report = gate_and_write(model, quantized, output, desc, -math.inf if budget else INT8_MIN_PSNR_DB, None,
-                            "ONNX Runtime int8 vs fp32 (sanity)")
+    source = source_name(model)
+    meta.write_props(quantized, {meta.PRECISION: "int8", meta.SOURCE: source, meta.CALIBRATION: calibration})
+    gate = Tolerance() if budget else INT8_SANITY
+    with OrtUpscaler(fp32.SerializeToString(), descriptor=desc) as reference:
+        report = gate_and_write(reference, quantized, output, desc, gate, "ONNX Runtime int8 vs fp32 (sanity)")
     report_path = None
     if budget:
         report_path = report_path_for(output)
@@ -130,8 +144,8 @@ def export_int8(
             report_path,
             {
                 "model": str(output),
-                "source": str(model_path),
-                "source_sha256": sha256_file(model_path),
+                "source": source,
+                "source_sha256": sha256_file(model) if not isinstance(model, onnx.ModelProto) else None,
                 "calibration": calibration,
                 "budget": budget.to_dict(),
                 "parity_vs_fp32": report.to_dict(),

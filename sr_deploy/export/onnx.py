@@ -20,39 +20,40 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
 
-from sr_deploy import __version__
-from sr_deploy.artifacts import atomic_write_bytes, sha256_file
-from sr_deploy.export import metadata as meta
-from sr_deploy.export.errors import ExportError
-from sr_deploy.export.parity import ParityReport, compare, ort_runner, parity_inputs, require
+from sr_deploy._version import __version__
+from sr_deploy.artifacts import sha256_file
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.backends.pytorch import TorchUpscaler
+from sr_deploy.compare import Comparison, Tolerance
+from sr_deploy.errors import ExportError
+from sr_deploy.export.gate import gate_and_write
 from sr_deploy.models.descriptor import ModelDescriptor
+from sr_deploy.models.weights import load_weights
+from sr_deploy.models.zoo import resolve_weights
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) for the int8 export
-FP32_MIN_PSNR_DB = 100.0
-FP32_MAX_ABS = 1e-4
+#: The fp32 gate: bit-level agreement up to reassociation.
+FP32_TOLERANCE = Tolerance(min_psnr_db=100.0, atol=1e-4)
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export step wrote: ``path``, the model's descriptor and the parity gate it passed."""
+    """What an export step wrote: ``path``, the model's descriptor and the parity gate it passed.
+
+    It is ``os.PathLike``: pass it wherever a path goes (``export_int8(result, ...)``, ``load(result)``).
+    """
 
     path: Path
     descriptor: ModelDescriptor
-    parity: ParityReport
+    parity: Comparison
 
-
-def parse_static(text: str) -> tuple[int, int]:
-    """``"HxW"`` -> ``(H, W)``; raises ValueError for anything else."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--static expects HEIGHTxWIDTH in input pixels (e.g. 128x128), got {text!r}")
-    return int(parts[0]), int(parts[1])
+    def __fspath__(self) -> str:
+        return str(self.path)
 
 
 def _inline_identity_initializers(model: onnx.ModelProto) -> None:
@@ -115,52 +116,36 @@ def torch_to_onnx(
     return model
 
 
-def check_model(model: onnx.ModelProto, what: str) -> None:
-    """``onnx.checker`` full check (with shape inference); ExportError naming ``what`` on failure."""
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ExportError(f"{what}: ONNX checker rejected the graph: {exc}") from None
-
-
 def export_onnx(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | torch.nn.Module,
     output: str | os.PathLike[str],
+    *,
+    descriptor: ModelDescriptor | None = None,
     opset: int = DEFAULT_OPSET,
     static: tuple[int, int] | None = None,
 ) -> ExportResult:
-    """Export ``model`` (a shipped model name, ``.safetensors`` or ``.pt``) to fp32 ONNX at ``output``.
+    """Export ``model`` to fp32 ONNX at ``output``; returns an :class:`ExportResult` (usable as the path).
 
-    The graph passes ``onnx.checker`` (full check) and the parity gate (ORT CPU vs PyTorch fp32 on
-    real images at two sizes: PSNR >= 100 dB and max-abs <= 1e-4) before it is written atomically;
-    otherwise :class:`ExportError` / :class:`~sr_deploy.export.errors.ParityError` and nothing is written.
+    ``model``: a shipped model name, ``.safetensors``/``.pt`` weights, or an ``nn.Module`` (then
+    ``descriptor`` says what it is). ``static``: fix the input ``(height, width)`` (batch stays
+    dynamic). The graph passes ``onnx.checker`` (full check) and the parity gate (ONNX Runtime CPU vs
+    PyTorch fp32 on real images at two sizes: PSNR >= 100 dB and max-abs <= 1e-4) before it is
+    written atomically; otherwise :class:`~sr_deploy.errors.ExportError` /
+    :class:`~sr_deploy.errors.ParityError` and nothing is written.
     """
-    from sr_deploy.models.weights import load_weights
-    from sr_deploy.models.zoo import resolve_weights
-
-    weights = resolve_weights(model)
-    if weights.suffix == ".onnx":
-        raise ExportError(
-            f"{weights} is already ONNX; `export onnx` takes .safetensors/.pt weights or a model name"
-        )
-    net, desc = load_weights(weights)
+    if isinstance(model, torch.nn.Module):
+        if descriptor is None:
+            raise ExportError("exporting an nn.Module needs its descriptor (descriptor=ModelDescriptor(...))")
+        net, desc, source, source_sha = model, descriptor, f"in-memory {type(model).__name__}", ""
+    else:
+        weights = resolve_weights(model)
+        if weights.suffix == ".onnx":
+            raise ExportError(f"{weights} is already ONNX; export_onnx takes .safetensors/.pt weights or a model name")
+        net, desc = load_weights(weights)
+        source, source_sha = str(model), sha256_file(weights)
     graph = torch_to_onnx(net, desc, opset, static)
-    meta.write_props(graph, meta.provenance(desc, "fp32", str(model), sha256_file(weights)))
-    check_model(graph, str(output))
-    data = graph.SerializeToString()
-
-    def reference(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return net(torch.from_numpy(batch)).numpy()
-
-    report = compare(
-        reference,
-        ort_runner(data),
-        parity_inputs(desc, static),
-        FP32_MIN_PSNR_DB,
-        FP32_MAX_ABS,
-        "ONNX Runtime fp32 vs PyTorch fp32",
-    )
-    require(report, output)
-    atomic_write_bytes(output, data)
+    meta.write_props(graph, meta.provenance(desc, "fp32", source, source_sha))
+    with TorchUpscaler(net, desc) as reference:
+        report = gate_and_write(reference, graph, output, desc, FP32_TOLERANCE, "ONNX Runtime fp32 vs PyTorch fp32",
+                                static)
     return ExportResult(Path(output), desc, report)

@@ -38,8 +38,8 @@ from typing import Any
 
 import onnx
 
+from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import CalibrationSet
-from sr_deploy.export.errors import ExportError
 
 METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_BINS = 2048

@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from sr_deploy.data.datasets import EvalPair, collect_images, make_eval_pair
-from sr_deploy.data.image_io import to_uint
-from sr_deploy.export.errors import ExportError
-from sr_deploy.export.parity import Runner, ort_runner
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.data.datasets import EvalPair, collect_images, crop_pair, make_eval_pair
+from sr_deploy.errors import ExportError
 from sr_deploy.export.qdq import Quantizer
-from sr_deploy.metrics import psnr, rgb_to_y
+from sr_deploy.models.descriptor import ModelDescriptor
+from sr_deploy.scoring import mean_y_mse, mean_y_psnr, upscale_pair
 
 DEFAULT_VAL_CROP = 48
 DEFAULT_VAL_CROPS_PER_IMAGE = 2
@@ -65,49 +65,18 @@ def validation_pairs(
     pairs = []
     for path in paths:
         pair = make_eval_pair(path, scale)
-        lr, hr = (np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in (pair.lr, pair.hr))
-        c = min(crop, *lr.shape[:2])
+        rgb = EvalPair(pair.name, *(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in (pair.hr, pair.lr)))
+        c = min(crop, *rgb.lr.shape[:2])
         for i in range(crops_per_image):
-            y, x = int(rng.integers(0, lr.shape[0] - c + 1)), int(rng.integers(0, lr.shape[1] - c + 1))
-            pairs.append(
-                EvalPair(
-                    name=f"{pair.name}#{i}",
-                    hr=np.ascontiguousarray(hr[y * scale : (y + c) * scale, x * scale : (x + c) * scale]),
-                    lr=np.ascontiguousarray(lr[y : y + c, x : x + c]),
-                )
-            )
+            y, x = int(rng.integers(0, rgb.lr.shape[0] - c + 1)), int(rng.integers(0, rgb.lr.shape[1] - c + 1))
+            pairs.append(crop_pair(rgb, y, x, c, scale, name=f"{pair.name}#{i}"))
     return pairs
 
 
-def super_resolve(run: Runner, pairs: Sequence[EvalPair]) -> list[np.ndarray]:
-    """``run`` on each pair's LR: ``H x W x 3`` float32 outputs clipped to [0, 1], not rounded."""
-    outs = []
-    for pair in pairs:
-        lr = np.ascontiguousarray(pair.lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-        outs.append(np.clip(run(lr)[0].transpose(1, 2, 0), 0.0, 1.0))
-    return outs
-
-
-def outputs_y_psnr(outputs: Sequence[np.ndarray], pairs: Sequence[EvalPair], scale: int) -> float:
-    """Mean Y-PSNR (dB) of :func:`super_resolve` outputs against the pairs' HR, rounded to uint8 first."""
-    pairs_out = zip(outputs, pairs, strict=True)
-    scores = [psnr(to_uint(o), p.hr, crop_border=scale, test_y_channel=True) for o, p in pairs_out]
-    return float(np.mean(scores))
-
-
-def mean_y_psnr(run: Runner, pairs: Sequence[EvalPair], scale: int) -> float:
-    """Mean Y-PSNR (dB) of ``run`` over ``pairs`` (outputs clipped and rounded to uint8 first)."""
-    return outputs_y_psnr(super_resolve(run, pairs), pairs, scale)
-
-
-def y_noise(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], scale: int) -> float:
-    """Mean squared difference of the unrounded Y channels (0..255 scale, ``scale`` pixels shaved)
-    between two lists of :func:`super_resolve` outputs: the error power one model adds to another."""
-    powers = []
-    for a, b in zip(outputs, reference, strict=True):
-        d = rgb_to_y(a * 255.0, round_to_int=False) - rgb_to_y(b * 255.0, round_to_int=False)
-        powers.append(float(np.mean(d[scale:-scale, scale:-scale] ** 2)))
-    return float(np.mean(powers))
+def outputs_of(model: str | os.PathLike[str], desc: ModelDescriptor, pairs: Sequence[EvalPair]) -> list[np.ndarray]:
+    """The ONNX ``model`` (ONNX Runtime CPU) on each pair: :func:`~sr_deploy.scoring.upscale_pair` outputs."""
+    with OrtUpscaler(model, descriptor=desc) as up:
+        return [upscale_pair(up, p) for p in pairs]
 
 
 def drop_for_noise(noise: float, baseline_psnr: float) -> float:
@@ -189,7 +158,7 @@ def budgeted_exclusion(
     quantizer: Quantizer,
     candidates: Sequence[str],
     pairs: Sequence[EvalPair],
-    scale: int,
+    desc: ModelDescriptor,
     budget_db: float,
     on_step: Callable[[str], None] | None = None,
 ) -> BudgetReport:
@@ -200,7 +169,8 @@ def budgeted_exclusion(
     when the all-int8 model is already within budget) and about log2(len(candidates)) for the cut.
     """
     if budget_db < 0:
-        raise ExportError(f"--max-psnr-drop must be >= 0 dB, got {budget_db}")
+        raise ExportError(f"max_psnr_drop must be >= 0 dB, got {budget_db}")
+    scale = desc.scale
     start = time.perf_counter()
     note = on_step or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="sr-deploy-budget.") as tmp:
@@ -209,13 +179,13 @@ def budgeted_exclusion(
         def outputs(exclude: Sequence[str]) -> list[np.ndarray]:
             quantizer.quantize(exclude, candidate_path)
             report.evaluations += 1
-            return super_resolve(ort_runner(candidate_path), pairs)
+            return outputs_of(candidate_path, desc, pairs)
 
-        reference = super_resolve(ort_runner(quantizer.model_path), pairs)
-        baseline = outputs_y_psnr(reference, pairs, scale)
+        reference = outputs_of(quantizer.model_path, desc, pairs)
+        baseline = mean_y_psnr(reference, pairs, scale)
         report = BudgetReport(budget_db, baseline, math.nan)
         report.validation = {"crops": len(pairs), "crop": int(pairs[0].lr.shape[0]) if pairs else 0}
-        report.all_int8_psnr = report.final_psnr = outputs_y_psnr(outputs([]), pairs, scale)
+        report.all_int8_psnr = report.final_psnr = mean_y_psnr(outputs([]), pairs, scale)
         report.cuts[len(candidates)] = report.all_int8_drop
         note(f"fp32 {baseline:.3f} dB, all int8 {report.all_int8_psnr:.3f} dB (drop {report.all_int8_drop:.3f})")
         if report.within_budget:
@@ -223,7 +193,7 @@ def budgeted_exclusion(
             return report
         for i, node in enumerate(candidates):
             alone = outputs([c for c in candidates if c != node])
-            report.noise[node] = y_noise(alone, reference, scale)
+            report.noise[node] = mean_y_mse(alone, reference, scale)
             report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
             note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.4f} dB alone")
         work = node_work(quantizer.model)
@@ -239,7 +209,7 @@ def budgeted_exclusion(
         lo, hi, best = 0, len(order), baseline
         probe = min(max(guess, 1), len(order) - 1)
         while hi - lo > 1:
-            psnr_k = outputs_y_psnr(outputs(order[probe:]), pairs, scale)
+            psnr_k = mean_y_psnr(outputs(order[probe:]), pairs, scale)
             report.cuts[probe] = baseline - psnr_k
             note(f"{probe} of {len(order)} layers int8: drop {report.cuts[probe]:.3f} dB")
             if report.cuts[probe] <= budget_db:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sr_deploy.artifacts import atomic_write_bytes, sha256_file
-from sr_deploy.export.engine_meta import (
+from sr_deploy.backends.onnx_metadata import PRECISION, load_sr_onnx, read_props
+from sr_deploy.backends.trt_metadata import (
     BuildOptions,
     EngineMetadata,
     EngineMetadataError,
@@ -29,8 +30,7 @@ from sr_deploy.export.engine_meta import (
     stale_reason,
     write_metadata,
 )
-from sr_deploy.export.errors import ExportError
-from sr_deploy.export.metadata import PRECISION, load_sr_onnx, read_props
+from sr_deploy.errors import ExportError
 from sr_deploy.hardware import GpuInfo
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def build_engine(
     ``output``: the engine path; or ``cache_dir``: engines named by :func:`cache_file_name` there.
     An existing engine whose sidecar matches the request (ONNX sha256, options, TensorRT, GPU) is
     reused unless ``force``. ``timing_cache``: a file read before and merged/updated after the build.
-    Raises :class:`~sr_deploy.runtime.base.BackendUnavailable` without TensorRT or a GPU, and
+    Raises :class:`~sr_deploy.backends.base.BackendUnavailable` without TensorRT or a GPU, and
     :class:`ExportError` for bad ONNX, parse errors or a failed build.
     """
     from sr_deploy.hardware import tensorrt_environment

@@ -15,8 +15,12 @@ from typing import Any
 
 from torch import nn
 
-ARCHITECTURES = ("srresnet",)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from sr_deploy.vocabulary import PRECISIONS
+
+#: ``srresnet``: SRResNet / the SRGAN generator; ``bicubic``: the MATLAB bicubic baseline (no weights).
+ARCHITECTURES = ("srresnet", "bicubic")
+#: Receptive radius of MATLAB's bicubic upscaling kernel (support 4) in input pixels.
+BICUBIC_RADIUS = 2
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,9 @@ class ModelDescriptor:
     """Architecture and I/O contract of an SR model.
 
     Attributes:
-        architecture: ``"srresnet"`` (the SRGAN generator is the same network).
-        scale: upscaling factor (2, 4 or 8).
+        architecture: ``"srresnet"`` (the SRGAN generator is the same network) or ``"bicubic"``
+            (the interpolation baseline; ``num_features`` / ``num_blocks`` are 0).
+        scale: upscaling factor (2, 4 or 8; bicubic: any integer >= 2).
         in_channels / out_channels: 3 (RGB).
         num_features / num_blocks: SRResNet width and depth (paper: 64 / 16).
         value_range: input and output value range, ``(0.0, 1.0)``: float32 RGB.
@@ -51,7 +56,10 @@ class ModelDescriptor:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {ARCHITECTURES}")
-        if self.scale not in (2, 4, 8):
+        if self.architecture == "bicubic":
+            if not isinstance(self.scale, int) or self.scale < 2:
+                raise ValueError(f"bicubic scale must be an integer >= 2, got {self.scale}")
+        elif self.scale not in (2, 4, 8):
             raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
@@ -69,7 +77,7 @@ class ModelDescriptor:
             ups = int(math.log2(self.scale))
             radius = 4 + 2 * self.num_blocks + 1 + sum(1 / 2**i for i in range(ups)) + 4 / self.scale
             return math.ceil(radius)
-        raise AssertionError(self.architecture)
+        return BICUBIC_RADIUS
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Output (height, width) for an input of (height, width)."""
@@ -106,8 +114,16 @@ class ModelDescriptor:
         return cls.from_dict(json.loads(text))
 
 
+def bicubic_descriptor(scale: int) -> ModelDescriptor:
+    """The descriptor of the bicubic baseline at ``scale`` (ValueError for a scale below 2)."""
+    return ModelDescriptor(architecture="bicubic", scale=scale, num_features=0, num_blocks=0, precisions=("fp32",),
+                           name=f"bicubic-x{scale}")
+
+
 def build_model(desc: ModelDescriptor) -> nn.Module:
-    """A freshly initialised network for ``desc``."""
+    """A freshly initialised network for ``desc`` (ValueError for the weightless bicubic baseline)."""
     from sr_deploy.models.srresnet import SRResNet
 
+    if desc.architecture != "srresnet":
+        raise ValueError(f"{desc.architecture} has no network to build")
     return SRResNet(desc.scale, desc.in_channels, desc.out_channels, desc.num_features, desc.num_blocks)

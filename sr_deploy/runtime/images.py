@@ -1,4 +1,4 @@
-"""Image-level upscaling on top of any :class:`~sr_deploy.runtime.base.Upscaler`: modes and bit depths.
+"""Image-level upscaling on top of any :class:`~sr_deploy.backends.base.Upscaler`: modes and bit depths.
 
 Images are ``H x W x C`` uint8 or uint16 arrays as :func:`sr_deploy.data.read_image` returns them
 (EXIF orientation applied; ``C`` = 1 grey, 3 RGB, 4 RGBA). The output has the same mode and
@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_deploy.data.image_io import max_value, read_image, to_float_rgb, to_uint, write_image
+from sr_deploy.backends.base import Upscaler
+from sr_deploy.data.image_io import max_value, read_image, rgb_to_channels, to_float_rgb, to_uint, write_image
 from sr_deploy.data.imresize import imresize
-from sr_deploy.runtime.base import Upscaler
 from sr_deploy.runtime.tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, upscale_tiled
-
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def upscale_image(
@@ -44,9 +42,7 @@ def upscale_image(
     rgb = to_float_rgb(img).transpose(2, 0, 1)
     plan = plan_tiles(upscaler, height, width, tile, memory_budget)
     sr = upscale_tiled(upscaler, rgb, plan).transpose(1, 2, 0)
-    if channels == 1:
-        sr = (sr @ LUMA_WEIGHTS)[:, :, None]
-    out = to_uint(sr, img.dtype)
+    out = to_uint(rgb_to_channels(sr, min(channels, 3)), img.dtype)
     if channels == 4:
         alpha = img[:, :, 3].astype(np.float64) / max_value(img)
         big = np.clip(imresize(alpha, float(upscaler.scale)), 0.0, 1.0)  # float64 to the final rounding

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import IMAGE_SUFFIXES, list_images
-from sr_deploy.runtime.base import Upscaler
 from sr_deploy.runtime.images import upscale_file
 from sr_deploy.runtime.tiling import DEFAULT_MEMORY_BUDGET
 

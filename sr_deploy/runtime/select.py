@@ -1,4 +1,4 @@
-"""``load``: a model (shipped name or file) -> a ready :class:`~sr_deploy.runtime.base.Upscaler`,
+"""``load``: a model (shipped name or file) -> a ready :class:`~sr_deploy.backends.base.Upscaler`,
 on the fastest path this machine has for the requested precision, with the reason.
 
 The decision is a pure function (:func:`decide`) of three things: the model artifact
@@ -16,10 +16,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sr_deploy.models.descriptor import PRECISIONS
-from sr_deploy.runtime.base import BackendUnavailable, Upscaler
+from sr_deploy.backends import onnx_metadata
+from sr_deploy.backends.base import Upscaler
+from sr_deploy.backends.bicubic import BicubicUpscaler
+from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
+from sr_deploy.backends.pytorch import TorchUpscaler
+from sr_deploy.backends.trt import TrtUpscaler
+from sr_deploy.backends.trt_metadata import read_metadata
+from sr_deploy.errors import BackendUnavailable, ModelFileError
+from sr_deploy.hardware import cpu_has_bf16, tensorrt_unavailable_reason
+from sr_deploy.models.weights import load_weights
+from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
+from sr_deploy.vocabulary import AUTO, PRECISIONS, check_choice, check_device
+from sr_deploy.vocabulary import BACKENDS as ENGINES
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = (AUTO, *ENGINES)
 ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_MODEL = "srresnet-x4"
 ORT_TENSORRT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr-deploy" / "ort-tensorrt"
@@ -105,16 +116,10 @@ def machine_facts() -> Facts:
     """The facts of this machine (cached: they do not change while the process runs)."""
     import torch
 
-    from sr_deploy.hardware import cpu_has_bf16, require_tensorrt
-
     cuda = None if torch.cuda.is_available() else (
         f"torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda or 'none'})"
     )
-    try:
-        require_tensorrt(builder=False)
-        tensorrt = None
-    except BackendUnavailable as exc:
-        tensorrt = str(exc)
+    tensorrt = tensorrt_unavailable_reason(builder=False)
     try:
         import onnxruntime
 
@@ -140,8 +145,6 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
     ``None`` is the shipped default (:data:`DEFAULT_MODEL`). Raises FileNotFoundError or
     ValueError naming the file and the problem.
     """
-    from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
-
     if model is None:
         default = RELEASED_DIR / f"{DEFAULT_MODEL}.safetensors"
         if not default.is_file():
@@ -155,18 +158,15 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         raise FileNotFoundError(f"model {path} is not a file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        from sr_deploy.runtime.ort_backend import onnx_descriptor_props
-
         try:
-            props = onnx_descriptor_props(path)
+            props = onnx_metadata.file_props(path)
         except Exception as exc:
-            raise ValueError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
-        if "sr_deploy.descriptor" not in props:
-            raise ValueError(f"{path} has no sr-deploy metadata: export it with `sr-deploy export onnx`")
-        return Artifact(path, "onnx", props.get("sr_deploy.precision", "fp32"))
+            raise ModelFileError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+        if onnx_metadata.DESCRIPTOR not in props:
+            raise ModelFileError(f"{path} has no sr-deploy metadata: export it with sr_deploy.export_onnx "
+                                 "(`sr-deploy export onnx`)")
+        return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"))
     if suffix in ENGINE_SUFFIXES:
-        from sr_deploy.export.engine_meta import read_metadata
-
         return Artifact(path, "engine", read_metadata(path).precision)
     return Artifact(path, "weights")
 
@@ -202,7 +202,7 @@ def _device_matches(route: Route, device: str | None) -> bool:
 def decide(
     artifact: Artifact,
     facts: Facts,
-    backend: str = "auto",
+    backend: str = AUTO,
     precision: str | None = None,
     device: str | None = None,
 ) -> Selection:
@@ -212,12 +212,11 @@ def decide(
     ``cpu``, ``cuda`` or ``cuda:N``. Raises ValueError for a request that makes no sense for the
     file, :class:`BackendUnavailable` when nothing requested can run here (saying what is missing).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if device is not None and device.split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    check_choice(backend, BACKENDS, "backend")
+    if precision is not None:
+        check_choice(precision, PRECISIONS, "precision")
+    if device is not None:
+        check_device(device)
     want = precision or artifact.precision or "fp32"
     if artifact.precision is not None and want != artifact.precision:
         raise ValueError(f"{artifact.path} holds {_KINDS[artifact.kind]} in {artifact.precision}; for {want}: "
@@ -259,18 +258,15 @@ def _cuda_index(device: str | None) -> int:
 
 
 def open_route(route: Route, artifact: Artifact, device: str | None = None) -> Upscaler:
-    """Construct the upscaler for ``route`` over ``artifact`` (``device``: ``cuda:N`` picks the GPU)."""
+    """Construct the upscaler for ``route`` over ``artifact`` (``device``: ``cuda:N`` picks the GPU).
+    Torch options come from ``route.variant`` (``channels_last``, ``cudagraph``, joined by ``+``)."""
     if route.backend == "torch":
-        from sr_deploy.models.weights import load_weights
-        from sr_deploy.runtime.torch_backend import TorchUpscaler
-
         net, desc = load_weights(artifact.path)
+        options = route.variant.split("+")
         on_cuda = route.device == "cuda"
         return TorchUpscaler(net, desc, device=(device or "cuda") if on_cuda else "cpu", precision=route.precision,
-                             channels_last=True, cuda_graphs=on_cuda)
+                             channels_last="channels_last" in options, cuda_graphs="cudagraph" in options)
     if route.backend == "onnxruntime":
-        from sr_deploy.runtime.ort_backend import OrtUpscaler, cuda_provider, tensorrt_provider
-
         index = _cuda_index(device)
         providers: list[str | tuple[str, dict[str, str]]] = [_ORT_CPU]
         if route.variant in (_ORT_CUDA, _ORT_TRT):
@@ -278,22 +274,30 @@ def open_route(route: Route, artifact: Artifact, device: str | None = None) -> U
         if route.variant == _ORT_TRT:
             providers.insert(0, tensorrt_provider(ORT_TENSORRT_CACHE, index))
         return OrtUpscaler(artifact.path, providers=providers)
-    from sr_deploy.runtime.trt_backend import TrtUpscaler
-
     return TrtUpscaler(artifact.path, device=_cuda_index(device))
+
+
+#: The bicubic baseline (``load("bicubic")``): no file, one route.
+BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
 
 
 def load_selected(
     model: str | os.PathLike[str] | None = None,
-    backend: str = "auto",
+    backend: str = AUTO,
     precision: str | None = None,
     device: str | None = None,
+    scale: int = 4,
 ) -> tuple[Upscaler, Selection]:
     """:func:`load` that also returns the :class:`Selection` (with the reason to print).
 
     When the chosen route fails to start (e.g. the TensorRT execution provider cannot load its
     libraries), the next candidate of the same request is tried and the reason says so.
     """
+    if model is not None and os.fspath(model) == "bicubic":
+        artifact = Artifact(Path("bicubic"), "bicubic")
+        selection = Selection(artifact, BICUBIC_ROUTE, f"bicubic x{scale}: MATLAB imresize, the baseline",
+                              (BICUBIC_ROUTE,))
+        return BicubicUpscaler(scale), selection
     artifact = identify(model)
     selection = decide(artifact, machine_facts(), backend, precision, device)
     failures: list[str] = []
@@ -312,20 +316,18 @@ def load_selected(
 
 def load(
     model: str | os.PathLike[str] | None = None,
-    backend: str = "auto",
+    backend: str = AUTO,
     precision: str | None = None,
     device: str | None = None,
     scale: int = 4,
 ) -> Upscaler:
-    """Load ``model`` on the fastest route for ``precision`` (see :func:`decide`).
+    """Load ``model`` on the fastest route for ``precision`` (see :func:`decide`); use the result as a
+    context manager (or call ``close()``) to free it.
 
     ``model``: a shipped model name (None: :data:`DEFAULT_MODEL`), ``.safetensors``/``.pt``
     weights (PyTorch), an ``.onnx`` file (ONNX Runtime: CPU, CUDA or TensorRT execution provider),
     an ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times).
-    ``backend``: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``.
+    ``backend``: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``. ``device``: ``cpu``,
+    ``cuda`` or ``cuda:N`` (None: the fastest here).
     """
-    if model is not None and str(model) == "bicubic":
-        from sr_deploy.runtime.bicubic_backend import BicubicUpscaler
-
-        return BicubicUpscaler(scale)
-    return load_selected(model, backend, precision, device)[0]
+    return load_selected(model, backend, precision, device, scale)[0]

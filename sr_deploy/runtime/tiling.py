@@ -1,4 +1,4 @@
-"""Seam-free tiled inference: any image size through any :class:`~sr_deploy.runtime.base.Upscaler`.
+"""Seam-free tiled inference: any image size through any :class:`~sr_deploy.backends.base.Upscaler`.
 
 How it works. The image is cut into windows of one fixed size (``tile_h x tile_w`` input pixels,
 the whole image along a side that fits). Neighbouring windows overlap by at least twice the
@@ -20,7 +20,7 @@ its convolution output and the pixel-shuffled copy of it, ``F * s**2`` values pe
 plus the float32 input and output tiles, ``4 * 3 * (1 + s**2)`` bytes. The paper model (F=64, x4,
 fp32) needs 9420 bytes per LR pixel, so the default 1 GiB budget allows windows of about
 337 x 337 LR pixels (cores of 257 x 257 inside the 40-pixel halo). The window side is the largest
-that fits the budget and the backend's :class:`~sr_deploy.runtime.base.ShapeLimits`; tiles are
+that fits the budget and the backend's :class:`~sr_deploy.backends.base.ShapeLimits`; tiles are
 then batched while the batch fits too. Checked against the peak RSS growth of the torch CPU fp32
 backend running the paper model on one 192 x 192 window: 342 MB measured, 331 MB estimated.
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.models.descriptor import ModelDescriptor
-from sr_deploy.runtime.base import Upscaler
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
 _ITEMSIZE = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4, "fp64": 8}  # int8 Q/DQ graphs keep float activations
@@ -96,14 +96,6 @@ def bytes_per_pixel(desc: ModelDescriptor, precision: str) -> int:
     return _ITEMSIZE.get(precision, 4) * desc.num_features * (2 * s2 + 4) + 4 * desc.in_channels * (1 + s2)
 
 
-def halo_of(upscaler: Upscaler) -> int:
-    """The receptive-field halo (LR pixels) of the model behind ``upscaler``."""
-    desc = getattr(upscaler, "desc", None)
-    if not isinstance(desc, ModelDescriptor):
-        raise ValueError(f"{upscaler.name} carries no model descriptor: pass halo= explicitly")
-    return desc.receptive_radius
-
-
 def plan_tiles(
     upscaler: Upscaler,
     height: int,
@@ -120,10 +112,15 @@ def plan_tiles(
     along a side that fits). ``halo`` defaults to the model's receptive radius.
     Raises ValueError when no window the backend accepts fits.
     """
-    halo = halo_of(upscaler) if halo is None else halo
+    desc = getattr(upscaler, "descriptor", None)
+    if not isinstance(desc, ModelDescriptor):
+        if halo is None:
+            raise ValueError(f"{upscaler.name} carries no model descriptor: pass halo= explicitly")
+        per_pixel = 0
+    else:
+        halo = desc.receptive_radius if halo is None else halo
+        per_pixel = bytes_per_pixel(desc, upscaler.precision)
     limits = upscaler.limits
-    desc = getattr(upscaler, "desc", None)
-    per_pixel = bytes_per_pixel(desc, upscaler.precision) if isinstance(desc, ModelDescriptor) else 0
     if tile is None:
         side = math.isqrt(memory_budget // per_pixel) if per_pixel else max(height, width)
         if side <= 2 * halo and side < max(height, width):

@@ -29,20 +29,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from sr_deploy.artifacts import atomic_write_json, sha256_file
-from sr_deploy.bench.accuracy import score, super_resolve_pair
+from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.data.datasets import collect_images, make_eval_pair
 from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
 from sr_deploy.models.weights import read_state, save_weights
 from sr_deploy.models.zoo import resolve_weights
-from sr_deploy.runtime.torch_backend import TorchUpscaler
+from sr_deploy.scoring import score, super_resolve_pair
 from sr_deploy.train.checkpoint import load_checkpoint, save_checkpoint
 from sr_deploy.train.distributed import barrier, init_distributed, shutdown
 from sr_deploy.train.ema import EMA
 from sr_deploy.train.logbook import Logbook
 from sr_deploy.train.patches import PatchDataset, StepBatchSampler, load_hr_images
+from sr_deploy.vocabulary import AUTO, TRAIN_PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = (AUTO, *TRAIN_PRECISIONS)
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.export.onnx import export_onnx
-from tests.bench.tiny import save_tiny_model
+from tests.helpers import save_tiny_model
 
 #: Smallest useful bench: one size, batch 1 and 2, three timed runs, one image.
 SMALL = {"sizes": ((16, 16),), "batches": (1, 2), "max_batch_pixels": 2 * 16 * 16, "warmup": 1, "repeats": 3,
@@ -28,7 +28,7 @@ def tiny_onnx(tiny_weights: Path) -> Path:
 @pytest.fixture(scope="session")
 def bench_results(tiny_weights: Path, tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder of the tiny model: torch variants, ORT fp32 and TensorRT (not available here)."""
-    from sr_deploy.bench.runner import run_bench
+    from sr_deploy.bench.run import run_bench
 
     out = tmp_path_factory.mktemp("bench-results")
     run_bench(BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx),), **SMALL), out, log=lambda _m: None)

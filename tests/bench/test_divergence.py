@@ -11,9 +11,9 @@ from onnx import numpy_helper
 
 from sr_deploy.bench.divergence import localize_divergence, observed_modules
 from sr_deploy.data import embedded_images
-from sr_deploy.export.parity import lr_crops
+from sr_deploy.data.crops import lr_crops
 from sr_deploy.models import load_weights
-from tests.bench.tiny import save_tiny_model
+from tests.helpers import save_tiny_model
 
 
 @pytest.fixture(scope="module")

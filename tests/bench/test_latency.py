@@ -56,7 +56,8 @@ class AlternatingSleep(Upscaler):
 
     def __init__(self) -> None:
         self.inner = load("bicubic", scale=2)
-        self.name, self.device, self.precision, self.scale = "alternating", "cpu", "fp64", 2
+        self.name, self.device, self.precision = "alternating", "cpu", "fp64"
+        self.descriptor = self.inner.descriptor
         self.calls = 0
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

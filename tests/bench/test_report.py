@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from sr_deploy.bench.report import compare, write_report
+from sr_deploy.bench.report import compare_runs, write_report
 from sr_deploy.bench.results import TABLES, load_json, load_table, save_table
 from sr_deploy.cli import app
 
@@ -66,7 +66,7 @@ def test_report_is_regenerated_from_saved_results(bench_results: Path, tmp_path:
 
 
 def test_identical_results_compare_clean(bench_results: Path) -> None:
-    assert compare(bench_results, bench_results).regressions == []
+    assert compare_runs(bench_results, bench_results).regressions == []
     result = CliRunner().invoke(app, ["report", "--compare", str(bench_results), str(bench_results)])
     assert result.exit_code == 0, result.output
 
@@ -77,9 +77,9 @@ def test_latency_regression_exits_non_zero(bench_results: Path, tmp_path: Path) 
     slower = (pl.col("variant") == "onnxruntime-fp32") & (pl.col("batch") == 1)
     save_table(lat.with_columns(pl.when(slower).then(pl.col("p50_ms") * 1.25).otherwise(pl.col("p50_ms"))
                                 .alias("p50_ms")), new, "latency")
-    found = compare(bench_results, new, max_latency_regression=0.1).regressions
+    found = compare_runs(bench_results, new, max_latency_regression=0.1).regressions
     assert len(found) == 1 and "onnxruntime-fp32 1x16x16" in found[0]
-    assert compare(bench_results, new, max_latency_regression=0.3).regressions == []
+    assert compare_runs(bench_results, new, max_latency_regression=0.3).regressions == []
     result = CliRunner().invoke(app, ["report", "--compare", str(bench_results), str(new),
                                       "--max-latency-regression", "0.1"])
     assert result.exit_code == 1 and "onnxruntime-fp32 1x16x16" in result.output
@@ -93,7 +93,7 @@ def test_psnr_drop_and_parity_loss_are_regressions(bench_results: Path, tmp_path
     par = load_table(new, "parity")
     save_table(par.with_columns(pl.when(pl.col("variant") == "torch-bf16+channels_last").then(False)
                                 .otherwise(pl.col("passed")).alias("passed")), new, "parity")
-    found = compare(bench_results, new, max_psnr_drop=0.05).regressions
+    found = compare_runs(bench_results, new, max_psnr_drop=0.05).regressions
     assert any(r.startswith("accuracy onnxruntime-fp32") for r in found)
     assert any(r.startswith("parity torch-bf16+channels_last") for r in found)
     result = CliRunner().invoke(app, ["report", "--compare", str(bench_results), str(new)])

@@ -6,6 +6,10 @@ import shutil
 import weakref
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants, unique_names
 
@@ -48,7 +52,7 @@ def test_plan_reads_precision_without_loading_and_names_files(tiny_weights: Path
     assert [v.name for v in variants] == [REFERENCE, "torch-fp32+channels_last",
                                           f"onnxruntime-fp32 ({tiny_onnx.stem})", "onnxruntime-fp32 (copy)",
                                           "onnxruntime-?"]
-    assert all(v.upscaler is None for v in variants)  # planned, nothing loaded
+    assert all(v.load_s is None and v.device is None for v in variants)  # planned, nothing loaded
     bad = variants[-1]
     assert bad.status == "failed" and str(garbage) in bad.reason and bad.open() is None
 
@@ -57,11 +61,11 @@ def test_open_then_close_releases_the_session(tiny_weights: Path, tiny_onnx: Pat
     config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx),), backends=("torch", "onnxruntime"),
                          precisions=("fp32",))
     v = plan_variants(config)[-1]
-    up = v.open()
-    assert up is not None and v.open() is up  # opened once
-    assert v.device == "cpu" and v.load_s is not None and v.row()["device"] == "cpu"
-    alive = weakref.ref(up)
-    del up
-    v.close()
-    assert alive() is None and v.upscaler is None  # nothing else holds the session
+    with v.opened() as up:
+        assert isinstance(up, OrtUpscaler) and up.session is not None
+        assert v.device == "cpu" and v.load_s is not None and v.row()["device"] == "cpu"
+        alive = weakref.ref(up.session)
+    assert alive() is None and up.session is None  # nothing else holds the session
+    with pytest.raises(RuntimeError, match="is closed"):
+        up.run(np.zeros((1, 3, 8, 8), dtype=np.float32))
     assert v.row()["device"] == "cpu"  # the table still says where it ran

@@ -9,12 +9,12 @@ import torch
 from onnx import numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from sr_deploy.export import metadata as meta
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.data.crops import parity_inputs
+from sr_deploy.errors import ExportError, ModelFileError
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.errors import ExportError
 from sr_deploy.export.fp16 import export_fp16, overflow_nodes, tensor_abs_max
 from sr_deploy.export.onnx import export_onnx
-from sr_deploy.export.parity import parity_inputs
 from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
 
@@ -33,7 +33,7 @@ def test_fp16_export_of_a_trained_model(tiny_onnx: Path, tmp_path: Path) -> None
     assert all(inits[c.input[1]].data_type == onnx.TensorProto.FLOAT16 for c in convs)
     up = load(result.path)
     assert up.precision == "fp16"
-    x = parity_inputs(meta.load_sr_onnx(tiny_onnx)[1])[1]
+    x = parity_inputs(meta.load_sr_onnx(tiny_onnx)[1].scale)[1]
     np.testing.assert_allclose(up.run(x), load(tiny_onnx).run(x), atol=2e-2)
 
 
@@ -79,10 +79,10 @@ def test_overflow_detection_keeps_nodes_in_fp32(overflow_onnx: Path, tmp_path: P
 
 
 def test_fp16_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="missing.onnx does not exist"):
+    with pytest.raises(ModelFileError, match="missing.onnx does not exist"):
         export_fp16(tmp_path / "missing.onnx", tmp_path / "o.onnx")
     half = export_fp16(tiny_onnx, tmp_path / "h.onnx", num_images=1).path
-    with pytest.raises(ExportError, match="h.onnx is a fp16 model"):
+    with pytest.raises(ModelFileError, match="h.onnx is a fp16 model"):
         export_fp16(half, tmp_path / "o.onnx")
     with pytest.raises(ExportError, match="calibration images: .*nodir"):
         export_fp16(tiny_onnx, tmp_path / "o.onnx", calib=tmp_path / "nodir")

@@ -9,16 +9,17 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.cli import app
 from sr_deploy.data.image_io import write_image
-from sr_deploy.export import metadata as meta
+from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.errors import ExportError
 from sr_deploy.export.int8 import export_int8
-from sr_deploy.export.parity import ort_runner
 from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges
-from sr_deploy.export.sensitivity import mean_y_psnr, node_work, validation_pairs
+from sr_deploy.export.sensitivity import node_work, outputs_of, validation_pairs
 from sr_deploy.runtime import load
+from sr_deploy.scoring import mean_y_psnr
+from tests.export.conftest import TINY
 
 
 def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
@@ -28,7 +29,7 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
 def test_int8_layouts_run_and_carry_metadata(tiny_onnx: Path, tmp_path: Path, target: str) -> None:
-    result = export_int8(tiny_onnx, tmp_path / "m.int8.onnx", target, num_images=2)
+    result = export_int8(tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2)
     model = onnx.load(str(result.path))
     props = meta.read_props(model)
     assert props[meta.PRECISION] == "int8"
@@ -82,11 +83,11 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     quantizer = Quantizer(tiny_onnx, compute_ranges(tiny_onnx, calibration_set(calib, 4), layout), layout, tmp_path)
     quantizer.quantize([], tmp_path / "all.onnx")
     pairs = validation_pairs(None, 4)
-    baseline = mean_y_psnr(ort_runner(tiny_onnx), pairs, 4)
-    all_int8_drop = baseline - mean_y_psnr(ort_runner(tmp_path / "all.onnx"), pairs, 4)
+    baseline = mean_y_psnr(outputs_of(tiny_onnx, TINY, pairs), pairs, 4)
+    all_int8_drop = baseline - mean_y_psnr(outputs_of(tmp_path / "all.onnx", TINY, pairs), pairs, 4)
     assert all_int8_drop > 1.0, "calibration was not poor enough"
     budget = all_int8_drop - 0.5
-    result = export_int8(tiny_onnx, tmp_path / "b.int8.onnx", "ort-cpu", calib=calib, max_psnr_drop=budget)
+    result = export_int8(tiny_onnx, tmp_path / "b.int8.onnx", target="ort-cpu", calib=calib, max_psnr_drop=budget)
     report = result.budget
     assert report is not None and report.all_int8_drop == pytest.approx(all_int8_drop)
     assert report.within_budget and report.final_drop <= budget
@@ -97,7 +98,7 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     assert report.cuts[len(ranked) - len(report.excluded)] == pytest.approx(report.final_drop)
     assert all(drop > budget for k, drop in report.cuts.items() if k > len(ranked) - len(report.excluded))
     # the written model, measured afresh, is within budget
-    drop = baseline - mean_y_psnr(ort_runner(result.path), pairs, 4)
+    drop = baseline - mean_y_psnr(outputs_of(result.path, TINY, pairs), pairs, 4)
     assert drop == pytest.approx(report.final_drop, abs=1e-9)
     assert result.report_path == tmp_path / "b.int8.report.json"
     saved = json.loads(result.report_path.read_text())
@@ -117,8 +118,8 @@ def test_node_work_counts_macs_per_lr_pixel(tiny_onnx: Path) -> None:
 
 def test_int8_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.onnx"
-    with pytest.raises(ExportError, match="unknown --target 'gpu'"):
-        export_int8(tiny_onnx, out, "gpu")
+    with pytest.raises(ExportError, match="unknown int8 target 'gpu'"):
+        export_int8(tiny_onnx, out, target="gpu")
     with pytest.raises(ExportError, match="unknown calibration method 'mse'"):
         export_int8(tiny_onnx, out, method="mse")
     with pytest.raises(ExportError, match="calibration images: .*nodir"):

@@ -8,13 +8,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.backends.pytorch import TorchUpscaler
+from sr_deploy.bench.config import parse_size
 from sr_deploy.cli import app
-from sr_deploy.export import metadata as meta
-from sr_deploy.export.errors import ExportError, ParityError
-from sr_deploy.export.onnx import export_onnx, parse_static
+from sr_deploy.errors import ExportError, ParityError
+from sr_deploy.export.onnx import export_onnx
 from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
-from sr_deploy.runtime.torch_backend import TorchUpscaler
 
 
 def test_round_trip_dynamic_sizes_and_batches(tiny_weights: Path, tiny_onnx: Path) -> None:
@@ -79,7 +80,7 @@ def test_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="already ONNX"):
         export_onnx(tiny_onnx, tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
-        parse_static("128")
+        parse_size("128")
     with pytest.raises(ExportError, match="opset 11 is too old"):
         export_onnx(tiny_onnx.with_suffix(".safetensors"), tmp_path / "x.onnx", opset=11)
     assert not (tmp_path / "x.onnx").exists()

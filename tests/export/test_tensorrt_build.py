@@ -16,14 +16,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.onnx_metadata import provenance, write_props
+from sr_deploy.backends.trt_metadata import BuildOptions
+from sr_deploy.backends.trt_profiles import Profile, ProfileError
 from sr_deploy.cli import app
-from sr_deploy.export.engine_meta import BuildOptions
-from sr_deploy.export.metadata import provenance, write_props
-from sr_deploy.export.profiles import Profile, ProfileError
 from sr_deploy.export.tensorrt import build_engine, update_file
 from sr_deploy.hardware import require_tensorrt
 from sr_deploy.models.descriptor import ModelDescriptor
-from sr_deploy.runtime.base import BackendUnavailable
 
 DESC = ModelDescriptor(scale=4, num_blocks=2, num_features=16, size_multiple=2)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from sr_deploy.artifacts import sha256_file
-from sr_deploy.bench.accuracy import evaluate
 from sr_deploy.data import embedded_images
 from sr_deploy.data.datasets import collect_images
 from sr_deploy.models import load_weights, released_models
 from sr_deploy.models.zoo import RELEASED_DIR
 from sr_deploy.runtime import load
+from sr_deploy.scoring import evaluate
 
 SHIPPED = released_models()
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.data import read_image, write_image
-from sr_deploy.data.image_io import to_float_rgb, to_uint
+from sr_deploy.data.image_io import LUMA_WEIGHTS, to_float_rgb, to_uint
 from sr_deploy.data.imresize import imresize
-from sr_deploy.runtime.images import LUMA_WEIGHTS, upscale_file, upscale_image
+from sr_deploy.runtime.images import upscale_file, upscale_image
 from sr_deploy.runtime.tiling import upscale_tiled
-from sr_deploy.runtime.torch_backend import TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from tests.helpers import SMALL, random_srresnet
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.cli import app
 from sr_deploy.data import read_image, write_image
 from sr_deploy.runtime.jobs import expand_inputs, plan_job, run_job
-from sr_deploy.runtime.torch_backend import TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from tests.helpers import SMALL, random_srresnet
 
 runner = CliRunner()
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from sr_deploy.export.engine_meta import EngineMetadataError
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.backends.pytorch import TorchUpscaler
+from sr_deploy.backends.trt_metadata import EngineMetadataError
 from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.zoo import RELEASED_DIR
 from sr_deploy.runtime import load
-from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.ort_backend import OrtUpscaler
 from sr_deploy.runtime.select import (
     DEFAULT_MODEL,
     RANKING,
@@ -26,8 +27,7 @@ from sr_deploy.runtime.select import (
     load_selected,
     machine_facts,
 )
-from sr_deploy.runtime.torch_backend import TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from tests.helpers import SMALL, random_srresnet
 
 NO_CUDA = "torch sees no CUDA device"
 NO_TRT = "TensorRT is not available: the tensorrt Python package is not installed"

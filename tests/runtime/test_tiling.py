@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from sr_deploy.backends.base import ShapeLimits
+from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.models import ModelDescriptor
-from sr_deploy.runtime.base import ShapeLimits
 from sr_deploy.runtime.tiling import axis_spans, bytes_per_pixel, plan_tiles, upscale_tiled
-from sr_deploy.runtime.torch_backend import TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from tests.helpers import SMALL, random_srresnet
 
 
 @pytest.fixture(scope="module")

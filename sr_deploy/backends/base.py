@@ -1,18 +1,22 @@
-"""The one interface every backend implements (a Polygraphy-style runner).
+"""The one interface every backend implements (a Polygraphy-style runner): :class:`Upscaler`.
 
 An :class:`Upscaler` takes a batch ``N x 3 x H x W`` float32 RGB in [0, 1] (numpy, C-contiguous)
-and returns ``N x 3 x sH x sW`` float32 (not clamped). Image modes, tiling and batching sit above
-this interface and are written once for all backends.
+and returns ``N x 3 x sH x sW`` float32 (not clamped). It carries the
+:class:`~sr_deploy.models.descriptor.ModelDescriptor` of its model, says which shapes it accepts,
+and holds its engine's resources until :meth:`Upscaler.close` (or the end of a ``with`` block).
+Image modes, tiling and batching sit above this interface and are written once for all backends.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from types import TracebackType
 
 import numpy as np
 
-from sr_deploy.hardware import BackendUnavailable
+from sr_deploy.errors import BackendUnavailable
+from sr_deploy.models.descriptor import ModelDescriptor
 
 __all__ = ["BackendUnavailable", "ShapeLimits", "Upscaler"]
 
@@ -37,13 +41,25 @@ class ShapeLimits:
 
 
 class Upscaler(abc.ABC):
-    """A loaded model ready to run. Attributes: ``name``, ``device``, ``precision``, ``scale``."""
+    """A loaded model ready to run.
+
+    Attributes: ``name`` (e.g. ``onnxruntime-int8[CPU]``), ``device`` (``cpu``, ``cuda`` or
+    ``cuda:N``), ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8``), ``descriptor`` (what the
+    model is), ``limits`` (accepted input shapes); ``scale`` is the descriptor's. Use it as a
+    context manager (or call :meth:`close`) to free its sessions, buffers and device memory.
+    """
 
     name: str
     device: str
     precision: str
-    scale: int
+    descriptor: ModelDescriptor
     limits: ShapeLimits = ShapeLimits()
+    _closed: bool = False
+
+    @property
+    def scale(self) -> int:
+        """Upscaling factor of the model."""
+        return self.descriptor.scale
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
         """Whether ``run`` accepts a batch of this NCHW shape."""
@@ -51,6 +67,8 @@ class Upscaler(abc.ABC):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``N x 3 x H x W`` float32 in [0, 1] -> ``N x 3 x sH x sW`` float32."""
+        if self._closed:
+            raise RuntimeError(f"{self.name} is closed")
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"{self.name}: expected an N x 3 x H x W batch, got shape {batch.shape}")
         if not self.accepts(tuple(batch.shape)):
@@ -59,6 +77,24 @@ class Upscaler(abc.ABC):
 
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Release the engine's resources (sessions, buffers, device memory); idempotent. The upscaler
+        cannot run afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:  # noqa: B027 (optional hook: backends without resources hold nothing)
+        """Free what the backend holds (called once, by :meth:`close`)."""
+
+    def __enter__(self) -> Upscaler:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, precision={self.precision!r})"

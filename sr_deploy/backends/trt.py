@@ -21,12 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sr_deploy.export.engine_meta import EngineMetadataError, check_compatible, read_metadata
-from sr_deploy.export.profiles import Profile, Shape, format_shape, select_profile
-from sr_deploy.hardware import cuda_call, cudart, tensorrt_environment
-from sr_deploy.models.descriptor import ModelDescriptor
-from sr_deploy.runtime.base import ShapeLimits, Upscaler
-from sr_deploy.runtime.cuda_memory import (
+from sr_deploy.backends.base import ShapeLimits, Upscaler
+from sr_deploy.backends.cuda_memory import (
     DeviceArray,
     Stream,
     cuda_array_view,
@@ -34,6 +30,10 @@ from sr_deploy.runtime.cuda_memory import (
     host_view,
     pinned_buffers,
 )
+from sr_deploy.backends.trt_metadata import EngineMetadataError, check_compatible, read_metadata
+from sr_deploy.backends.trt_profiles import Profile, Shape, format_shape, select_profile
+from sr_deploy.hardware import cuda_call, cudart, tensorrt_environment
+from sr_deploy.models.descriptor import ModelDescriptor
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -172,7 +172,7 @@ class TrtUpscaler(Upscaler):
     def __init__(self, path: str | os.PathLike[str], device: int = 0, cuda_graphs: bool = False) -> None:
         self.engine = TrtEngine(path, device)
         desc = ModelDescriptor.from_dict(self.engine.meta.descriptor)
-        self.desc, self.scale, self.cuda_graphs = desc, desc.scale, cuda_graphs
+        self.descriptor, self.cuda_graphs = desc, cuda_graphs
         self.precision = self.engine.meta.precision
         self.device = f"cuda:{device}"
         self.name = f"tensorrt-{self.precision}" + ("+cudagraph" if cuda_graphs else "")
@@ -203,8 +203,8 @@ class TrtUpscaler(Upscaler):
 
     def output_shape(self, shape: Shape) -> Shape:
         n, _, h, w = shape
-        oh, ow = self.desc.output_shape(h, w)
-        return (n, self.desc.out_channels, oh, ow)
+        oh, ow = self.descriptor.output_shape(h, w)
+        return (n, self.descriptor.out_channels, oh, ow)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim == 4:
@@ -238,8 +238,9 @@ class TrtUpscaler(Upscaler):
         """
         ctx, eng = self._context(), self.engine
         xv = cuda_array_view(x)
-        if len(xv.shape) != 4 or xv.shape[1] != self.desc.in_channels:
-            raise ValueError(f"{self.name}: expected an N x {self.desc.in_channels} x H x W CUDA array, got {xv.shape}")
+        if len(xv.shape) != 4 or xv.shape[1] != self.descriptor.in_channels:
+            raise ValueError(f"{self.name}: expected an N x {self.descriptor.in_channels} x H x W CUDA array, "
+                             f"got {xv.shape}")
         if xv.dtype != eng.input_dtype:
             raise ValueError(f"{self.name}: input dtype {xv.dtype} but the engine takes {eng.input_dtype}")
         shape = dims4(xv.shape)
@@ -262,7 +263,7 @@ class TrtUpscaler(Upscaler):
         ctx.stream.synchronize()
         return result
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Release every thread's context, stream, buffers and graphs (the upscaler is unusable after)."""
         with self._lock:
             for ctx in self._contexts:

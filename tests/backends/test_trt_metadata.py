@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sr_deploy.cli import app
-from sr_deploy.export.engine_meta import (
+from sr_deploy.backends.trt_metadata import (
     BuildOptions,
     EngineMetadata,
     EngineMetadataError,
@@ -24,7 +23,8 @@ from sr_deploy.export.engine_meta import (
     stale_reason,
     write_metadata,
 )
-from sr_deploy.export.profiles import Profile
+from sr_deploy.backends.trt_profiles import Profile
+from sr_deploy.cli import app
 from sr_deploy.hardware import GpuInfo
 from sr_deploy.models.descriptor import ModelDescriptor
 

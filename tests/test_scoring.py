@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sr_deploy.bench.accuracy import evaluate, super_resolve_pair
 from sr_deploy.data import EvalPair, imresize, read_image, write_image
 from sr_deploy.metrics import psnr
 from sr_deploy.runtime import load
+from sr_deploy.scoring import evaluate, super_resolve_pair
 
 # Bicubic x4, Y channel, shave 4 (e.g. Kim et al., VDSR, CVPR 2016, Table 2; Lim et al., EDSR).
 PUBLISHED_X4 = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027)}

@@ -4,7 +4,7 @@ A shape is ``N x C x H x W`` written ``1x3x256x256`` (batch, channels, height, w
 An optimization profile is three such shapes, ``min <= opt <= max`` in every dimension; an engine
 accepts exactly the inputs inside one of its profiles. Everything here is pure Python (no TensorRT),
 shared by the builder (:mod:`sr_deploy.export.tensorrt`) and the runtime
-(:mod:`sr_deploy.runtime.trt_backend`).
+(:mod:`sr_deploy.backends.trt`).
 """
 
 from __future__ import annotations

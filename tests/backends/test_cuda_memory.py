@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sr_deploy.hardware import CudaError, cuda_call, cuda_unavailable_reason, cudart
-from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.cuda_memory import (
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.cuda_memory import (
     DeviceArray,
     GrowingBuffers,
     contiguous_strides,
     cuda_array_view,
     host_view,
 )
+from sr_deploy.hardware import CudaError, cuda_call, cuda_unavailable_reason, cudart
 
 
 class Cai:
@@ -125,7 +125,7 @@ def test_runtime_calls_exist_in_cuda_python() -> None:
     import ast
     from pathlib import Path
 
-    import sr_deploy.runtime.cuda_memory as mod
+    import sr_deploy.backends.cuda_memory as mod
 
     try:
         rt = cudart()

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from sr_deploy.backends.base import BackendUnavailable, Upscaler
 from sr_deploy.models.descriptor import ModelDescriptor
-from sr_deploy.runtime.base import BackendUnavailable, Upscaler
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Input shapes captured per upscaler; further shapes run eagerly (each graph keeps its own memory).
@@ -98,7 +98,7 @@ class TorchUpscaler(Upscaler):
         self.model = model.eval().to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.desc, self.scale = desc, desc.scale
+        self.descriptor = desc
         self.device, self.precision, self.channels_last = device, precision, channels_last
         self._graphs = _CudaGraphs(self._forward) if cuda_graphs else None
         suffix = ("+channels_last" if channels_last else "") + ("+cudagraph" if cuda_graphs else "")
@@ -125,3 +125,10 @@ class TorchUpscaler(Upscaler):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_tensor(torch.from_numpy(batch)).cpu().contiguous().numpy()
+
+    def _release(self) -> None:
+        """Drop the model and captured CUDA graphs and return cached CUDA memory to the device."""
+        del self.model
+        self._graphs = None
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.imresize import imresize
-from sr_deploy.runtime.base import Upscaler
+from sr_deploy.models.descriptor import bicubic_descriptor
 
 
 class BicubicUpscaler(Upscaler):
     """MATLAB ``imresize(lr, scale, 'bicubic')`` per image, in float64, returned as float32."""
 
     def __init__(self, scale: int) -> None:
-        self.name, self.device, self.precision, self.scale = "bicubic", "cpu", "fp64", scale
+        self.descriptor = bicubic_descriptor(scale)
+        self.name, self.device, self.precision = "bicubic", "cpu", "fp64"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = [imresize(img.transpose(1, 2, 0).astype(np.float64), float(self.scale)) for img in batch]

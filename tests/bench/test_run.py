@@ -57,16 +57,17 @@ def test_bench_holds_one_variant_at_a_time(tiny_weights: Path, tiny_onnx: Path, 
     import gc
     import shutil
 
-    from sr_deploy.bench.runner import run_bench
-    from sr_deploy.runtime.base import Upscaler
-    from sr_deploy.runtime.bicubic_backend import BicubicUpscaler
+    from sr_deploy.backends.base import Upscaler
+    from sr_deploy.backends.bicubic import BicubicUpscaler
+    from sr_deploy.bench.run import run_bench
     from tests.bench.conftest import SMALL
 
     copy = shutil.copy(tiny_onnx, tmp_path / "copy.onnx")
     live: list[list[str]] = []
 
     def log(_line: str) -> None:  # called while each variant is being measured
-        models = [o for o in gc.get_objects() if issubclass(type(o), Upscaler) and type(o) is not BicubicUpscaler]
+        models = [o for o in gc.get_objects() if issubclass(type(o), Upscaler) and type(o) is not BicubicUpscaler
+                  and not o._closed]
         live.append([m.name for m in models])
 
     config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx), str(copy)),
@@ -90,4 +91,4 @@ def test_bench_log_keeps_brackets(tiny_weights: Path, tmp_path: Path) -> None:
                                       "torch,onnxruntime", "--precisions", "fp32", "--sizes", "12x12", "--batches",
                                       "1", "--quick", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert f"onnxruntime-?: failed: ValueError: {bad} is not a readable ONNX file" in result.output
+    assert f"onnxruntime-?: failed: ModelFileError: {bad} is not a readable ONNX file" in result.output

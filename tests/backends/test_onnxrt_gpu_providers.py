@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from sr_deploy.export.profiles import Profile
-from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.ort_backend import OrtUpscaler, cuda_provider, tensorrt_provider
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
+from sr_deploy.backends.trt_profiles import Profile
 from tests.export.test_tensorrt_build import sr_onnx
 
 

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sr_deploy import __version__
+from sr_deploy._version import __version__
 from sr_deploy.artifacts import atomic_write_json
-from sr_deploy.export.profiles import Profile, format_shape
+from sr_deploy.backends.trt_profiles import Profile, format_shape
 from sr_deploy.hardware import GpuInfo
 
 #: ``--hardware-compat`` values -> what the engine needs from the GPU that runs it.

@@ -23,18 +23,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sr_deploy.bench.accuracy import evaluate, super_resolve_pair
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.divergence import localize_divergence
 from sr_deploy.bench.environment import environment, machine_slug
 from sr_deploy.bench.latency import LatencyStats, measure, rss_mb
-from sr_deploy.bench.parity import ParityMetrics, combine, tolerance_for
+from sr_deploy.bench.report import write_report
 from sr_deploy.bench.results import save_json, save_table
 from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants
-from sr_deploy.data.datasets import EvalPair, collect_images, make_eval_pair
+from sr_deploy.compare import Comparison, compare, tolerance_for
+from sr_deploy.data.crops import parity_inputs
+from sr_deploy.data.datasets import EvalPair, collect_images, crop_pair, make_eval_pair
 from sr_deploy.data.image_io import write_image
-from sr_deploy.export.parity import lr_crops
-from sr_deploy.runtime.base import Upscaler
+from sr_deploy.models.weights import load_weights
+from sr_deploy.runtime.select import load
+from sr_deploy.scoring import evaluate, super_resolve_pair
 
 #: Parity batches (N, H, W) in LR pixels: two sizes, one of them a batch of two.
 PARITY_SHAPES = ((1, 48, 64), (2, 32, 40))
@@ -59,10 +62,10 @@ def datasets(config: BenchConfig) -> dict[str, list[Path]]:
     return {dataset_name(f): collect_images([f])[: config.max_images] for f in config.data}
 
 
-def _parity_row(v: Variant, metrics: ParityMetrics | None, status: str, divergence: Any = None) -> dict[str, Any]:
+def _parity_row(v: Variant, metrics: Comparison | None, status: str, divergence: Any = None) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": v.name, "backend": v.backend, "precision": v.precision, "status": status}
     if metrics is not None:
-        row.update(metrics.to_dict())
+        row.update(metrics.metrics())
         first = None if divergence is None else divergence.first
         row["diverging_layer"] = None if first is None else first.torch_module
         row["divergence"] = None if divergence is None else divergence.summary()
@@ -73,13 +76,12 @@ def parity_row(v: Variant, up: Upscaler | None, inputs: list[np.ndarray], refs: 
                log: Log) -> dict[str, Any]:
     """``v``'s errors against the reference outputs ``refs`` of ``inputs``, pass/fail, and for a
     failing ONNX variant the first diverging layer (``up``: ``v`` opened, None when it cannot run)."""
-    from sr_deploy.models.weights import load_weights
-
     if up is None:
         return _parity_row(v, None, v.label)
     if not all(up.accepts(tuple(b.shape)) for b in inputs):
         return _parity_row(v, None, "not available: parity inputs outside the accepted shapes")
-    metrics = combine([up.run(b) for b in inputs], refs, v.precision)
+    metrics = compare([up.run(b) for b in inputs], refs, tolerance_for(v.precision), v.name,
+                      [tuple(b.shape) for b in inputs])
     divergence = None
     if not metrics.passed and v.backend == "onnxruntime":
         net, _ = load_weights(weights)
@@ -121,13 +123,11 @@ def accuracy_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
                         schema_overrides={"name": pl.String, "psnr_y": pl.Float64, "ssim_y": pl.Float64})
 
 
-def crop_pair(path: Path, scale: int) -> EvalPair:
+def centre_crop(path: Path, scale: int) -> EvalPair:
     """A ``CROP_LR``-pixel LR crop (and its HR crop) from the middle of an evaluation image."""
     pair = make_eval_pair(path, scale)
     c = min(CROP_LR, *pair.lr.shape[:2])
-    y, x = (pair.lr.shape[0] - c) // 2, (pair.lr.shape[1] - c) // 2
-    hr = pair.hr[y * scale:(y + c) * scale, x * scale:(x + c) * scale]
-    return EvalPair(pair.name, hr=hr, lr=pair.lr[y:y + c, x:x + c])
+    return crop_pair(pair, (pair.lr.shape[0] - c) // 2, (pair.lr.shape[1] - c) // 2, c, scale)
 
 
 def crop_rank(v: Variant) -> int:
@@ -179,16 +179,13 @@ def latency_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
                                           "attempts": pl.Int64, "stable": pl.Boolean})
 
 
-def run_bench(config: BenchConfig, out: str | os.PathLike[str], log: Log = print) -> Path:
+def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = print) -> Path:
     """Measure every variant of ``config`` and write the results folder ``out`` plus its report.
 
     ``{machine}`` in ``out`` is replaced by :func:`~sr_deploy.bench.environment.machine_slug`.
     Returns the path of ``report.md``. Raises ValueError / FileNotFoundError for bad inputs (the
     reference model, data folders); variants that cannot run are recorded, not raised.
     """
-    from sr_deploy.bench.report import write_report
-    from sr_deploy.runtime import load
-
     start = time.perf_counter()
     env = environment(config.ort_threads)
     folder = Path(str(out).replace("{machine}", machine_slug(env)))
@@ -199,16 +196,13 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], log: Log = print
         if v.available:
             tolerance_for(v.precision)  # fails early on a precision without a rule
     reference, weights, first_images = variants[0], Path(variants[0].source), next(iter(sets.values()))
-    ref = reference.open()
-    if ref is None:
-        raise ValueError(f"the torch fp32 reference for {weights} cannot run: {reference.reason}")
-    scale = ref.scale
-    inputs = [lr_crops(first_images[i:] + first_images[:i], scale, n, h, w, seed=i)
-              for i, (n, h, w) in enumerate(PARITY_SHAPES)]
-    refs = [ref.run(b) for b in inputs]
-    del ref
-    reference.close()  # reopened in its turn below: every variant is measured alone
-    pair = crop_pair(first_images[0], scale)
+    with reference.opened() as ref:  # reopened in its turn below: every variant is measured alone
+        if ref is None:
+            raise ValueError(f"the torch fp32 reference for {weights} cannot run: {reference.reason}")
+        scale = ref.scale
+        inputs = parity_inputs(scale, paths=first_images, sizes=PARITY_SHAPES)
+        refs = [ref.run(b) for b in inputs]
+    pair = centre_crop(first_images[0], scale)
     bicubic = load("bicubic", scale=scale)
     crops = {"hr": pair.hr, "bicubic": super_resolve_pair(bicubic, pair)}
     crop_ranks: dict[str, int] = {}
@@ -217,16 +211,14 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], log: Log = print
     accuracy = accuracy_rows(Variant("bicubic", "bicubic", "fp64", ""), bicubic, sets, log)
     for v in variants:
         base_rss_mb = rss_mb()
-        up = v.open()
-        log(f"{v.name}: {v.label}")
-        parity.append(parity_row(v, up, inputs, refs, weights, log))
-        latency += latency_rows(v, up, config, base_rss_mb, log)
-        accuracy += accuracy_rows(v, up, sets, log)
-        if (up is not None and v.precision in CROP_PRECISIONS and crop_rank(v) < crop_ranks.get(v.precision, 2)
-                and up.accepts((1, 3, *pair.lr.shape[:2]))):
-            crops[v.precision], crop_ranks[v.precision] = super_resolve_pair(up, pair), crop_rank(v)
-        del up
-        v.close()
+        with v.opened() as up:
+            log(f"{v.name}: {v.label}")
+            parity.append(parity_row(v, up, inputs, refs, weights, log))
+            latency += latency_rows(v, up, config, base_rss_mb, log)
+            accuracy += accuracy_rows(v, up, sets, log)
+            if (up is not None and v.precision in CROP_PRECISIONS
+                    and crop_rank(v) < crop_ranks.get(v.precision, 2) and up.accepts((1, 3, *pair.lr.shape[:2]))):
+                crops[v.precision], crop_ranks[v.precision] = super_resolve_pair(up, pair), crop_rank(v)
     for name, image in crops.items():
         write_image(folder / "crops" / f"{name}.png", image)
     save_table(pl.DataFrame([v.row() for v in variants], infer_schema_length=None,

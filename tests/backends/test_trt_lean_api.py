@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-import sr_deploy.runtime.trt_backend as backend
+import sr_deploy.backends.trt as backend
 
 REPO = Path(__file__).resolve().parents[2]
 LEAN = REPO / ".stubs" / "trt11-lean-11.4.0.106" / "pkgs"

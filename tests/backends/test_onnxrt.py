@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.runtime.images import upscale_image
-from sr_deploy.runtime.ort_backend import OrtUpscaler
 from sr_deploy.runtime.select import load_selected
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
-from sr_deploy.runtime.torch_backend import TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from tests.helpers import SMALL, random_srresnet
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def ort(small_onnx: Path) -> OrtUpscaler:
 
 def test_onnx_runtime_equals_torch_on_the_same_weights(ort: OrtUpscaler) -> None:
     assert (ort.name, ort.device, ort.precision, ort.scale) == ("onnxruntime-fp32[CPU]", "cpu", "fp32", 4)
-    assert ort.desc == SMALL
+    assert ort.descriptor == SMALL
     torch_up = TorchUpscaler(random_srresnet(), SMALL)
     for shape in [(1, 3, 17, 23), (3, 3, 8, 8), (2, 3, 31, 12)]:
         x = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)

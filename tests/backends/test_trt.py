@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sr_deploy.export.engine_meta import EngineMetadataError
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.trt import TrtEngine, TrtUpscaler, dims4, numpy_dtype, tensorrt_aligned
+from sr_deploy.backends.trt_metadata import EngineMetadataError
 from sr_deploy.hardware import require_tensorrt
-from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.trt_backend import TrtEngine, TrtUpscaler, dims4, numpy_dtype, tensorrt_aligned
 
 REPO = Path(__file__).resolve().parents[2]
 STUBS = REPO / ".stubs" / "trt10-10.13.0.35.1"
@@ -39,7 +39,7 @@ def test_an_importable_stub_package_is_not_tensorrt() -> None:
     code = (
         "import tensorrt\n"
         "from sr_deploy.hardware import require_tensorrt\n"
-        "from sr_deploy.runtime.base import BackendUnavailable\n"
+        "from sr_deploy.backends.base import BackendUnavailable\n"
         "try:\n    require_tensorrt(builder=True)\n"
         "except BackendUnavailable as exc:\n    print(exc)\n"
     )

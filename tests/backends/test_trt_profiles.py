@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sr_deploy.export.profiles import (
+from sr_deploy.backends.trt_profiles import (
     MAX_ELEMENTS,
     Profile,
     ProfileError,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sr_deploy.runtime.base import BackendUnavailable
-from sr_deploy.runtime.torch_backend import MAX_CUDA_GRAPHS, TorchUpscaler
-from tests.runtime.conftest import SMALL, random_srresnet
+from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.pytorch import MAX_CUDA_GRAPHS, TorchUpscaler
+from tests.helpers import SMALL, random_srresnet
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

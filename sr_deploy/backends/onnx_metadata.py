@@ -21,9 +21,9 @@ from typing import Any
 
 import onnx
 
-from sr_deploy import __version__
+from sr_deploy._version import __version__
 from sr_deploy.artifacts import library_versions
-from sr_deploy.export.errors import ExportError
+from sr_deploy.errors import ModelFileError
 from sr_deploy.models.descriptor import ModelDescriptor
 
 DESCRIPTOR = "sr_deploy.descriptor"
@@ -65,6 +65,11 @@ def provenance(desc: ModelDescriptor, precision: str, source: str, source_sha256
     }
 
 
+def file_props(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, read without its external weights."""
+    return read_props(onnx.load(str(path), load_external_data=False))
+
+
 def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
     """``(H, W)`` of a model exported with a fixed input size, None when height and width are dynamic."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -73,43 +78,47 @@ def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
 
 
 def load_sr_onnx(
-    path: str | os.PathLike[str], precision: str | None = "fp32"
+    model: str | os.PathLike[str] | onnx.ModelProto, precision: str | None = "fp32"
 ) -> tuple[onnx.ModelProto, ModelDescriptor]:
-    """Load and validate an sr-deploy ONNX file (weights included).
+    """Load (from a path) and validate an sr-deploy ONNX model, weights included.
 
     Checks: the file exists and parses as ONNX, carries ``sr_deploy.descriptor``, has one
     ``N x 3 x H x W`` float input and, when ``precision`` is given, is of that precision.
-    Raises :class:`ExportError` naming the file and the problem.
+    Raises :class:`ModelFileError` naming the file (or "the in-memory model") and the problem.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"ONNX model {p} does not exist")
-    try:
-        model = onnx.load(str(p))
-    except Exception as exc:
-        raise ExportError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    if isinstance(model, onnx.ModelProto):
+        where = f"the in-memory ONNX model {model.graph.name!r}"
+    else:
+        p = Path(model)
+        where = str(p)
+        if not p.is_file():
+            raise ModelFileError(f"ONNX model {p} does not exist")
+        try:
+            model = onnx.load(str(p))
+        except Exception as exc:
+            raise ModelFileError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
     if not model.graph.node:
-        raise ExportError(f"{p} is not a readable ONNX file (the graph has no nodes)")
+        raise ModelFileError(f"{where} is not a readable ONNX file (the graph has no nodes)")
     props = read_props(model)
     if DESCRIPTOR not in props:
-        raise ExportError(
-            f"{p} was not written by sr-deploy (no metadata_props '{DESCRIPTOR}'); "
-            "export it with `sr-deploy export onnx`"
+        raise ModelFileError(
+            f"{where} was not written by sr-deploy (no metadata_props '{DESCRIPTOR}'); "
+            "export it with sr_deploy.export_onnx (`sr-deploy export onnx`)"
         )
     try:
         desc = ModelDescriptor.from_json(props[DESCRIPTOR])
     except (ValueError, TypeError) as exc:
-        raise ExportError(f"{p}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
+        raise ModelFileError(f"{where}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if len(inputs) != 1:
-        raise ExportError(f"{p}: expected exactly one graph input, found {[i.name for i in inputs]}")
+        raise ModelFileError(f"{where}: expected exactly one graph input, found {[i.name for i in inputs]}")
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4 or dims[1].dim_value not in (0, desc.in_channels):
-        raise ExportError(
-            f"{p}: input {inputs[0].name!r} must be N x {desc.in_channels} x H x W, "
+        raise ModelFileError(
+            f"{where}: input {inputs[0].name!r} must be N x {desc.in_channels} x H x W, "
             f"got rank {len(dims)} ({[d.dim_param or d.dim_value for d in dims]})"
         )
     found = props.get(PRECISION, "fp32")
     if precision is not None and found != precision:
-        raise ExportError(f"{p} is a {found} model; this step needs the {precision} export")
+        raise ModelFileError(f"{where} is a {found} model; this step needs the {precision} export")
     return model, desc
