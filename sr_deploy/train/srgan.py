@@ -12,7 +12,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sr_deploy.models.discriminator import Discriminator
 from sr_deploy.models.vgg import VGGFeatureExtractor, load_vgg19_weights
-from sr_deploy.train.loop import TrainConfig, Trainer
+from sr_deploy.train.config import TrainConfig
+from sr_deploy.train.loop import Trainer
 from sr_deploy.train.losses import PerceptualLoss, adversarial_loss
 
 RANDOM_VGG = "random"

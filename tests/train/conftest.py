@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sr_deploy.data import embedded_images, read_image, write_image
-from sr_deploy.train.loop import TrainConfig
+from sr_deploy.train.config import TrainConfig
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sr_deploy.train.checkpoint import load_checkpoint
+from sr_deploy.train.state import load_checkpoint
 from tests.train.conftest import TINY_ARGS
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from sr_deploy.models import load_weights
-from sr_deploy.train.checkpoint import load_checkpoint
-from sr_deploy.train.loop import TrainConfig, resolve_precision
+from sr_deploy.train.config import TrainConfig
 from sr_deploy.train.srresnet import SRResNetTrainer
+from sr_deploy.train.state import load_checkpoint
 from tests.train.conftest import TINY_ARGS
 
 LOSS_COLUMNS = ["step", "loss"]
@@ -131,19 +131,6 @@ def test_kill_9_mid_training_then_resume(tiny_folders: tuple[Path, Path], tmp_pa
     ref = subprocess.run(_cli([*common, "--out", str(reference)]), capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     assert _losses(run).equals(_losses(reference))
-
-
-def test_precision_resolution() -> None:
-    assert resolve_precision("fp32", "cpu") == "fp32"
-    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
-    with pytest.raises(ValueError, match="fp16 training needs CUDA"):
-        resolve_precision("fp16", "cpu")
-
-
-@pytest.mark.parametrize("bad", [dict(precision="fp8"), dict(schedule="linear"), dict(ema=1.0), dict(steps=0)])
-def test_bad_config_is_refused(bad: dict[str, object], tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
-        TrainConfig(out=str(tmp_path), **bad)  # type: ignore[arg-type]
 
 
 def test_ctrl_c_to_the_process_group_with_loader_workers_saves_a_checkpoint(tiny_folders: tuple[Path, Path],

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sr_deploy.models import load_weights
-from sr_deploy.train.loop import TrainConfig
+from sr_deploy.train.config import TrainConfig
 from sr_deploy.train.srgan import RANDOM_VGG, SRGANTrainer
 from sr_deploy.train.srresnet import SRResNetTrainer
 
