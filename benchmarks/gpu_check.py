@@ -6,11 +6,12 @@ polars ...) are carried in a folder given with ``--wheels``. It
 
 1. installs every wheel in ``--wheels`` (``pip --no-index``), reporting what failed;
 2. makes a model (``--model`` weights, else random SRResNet weights: parity and speed only);
-3. exports ONNX fp32/fp16/int8 through the CLI (``sr-deploy export onnx|fp16|int8``) when a path
-   that runs ONNX on the GPU is available;
-4. builds TensorRT engines (``sr_deploy.export.tensorrt.build_engine``) when TensorRT works;
-5. runs parity (PSNR / max-abs vs torch fp32) and latency for: TensorRT (numpy and zero-copy CUDA
-   arrays, CUDA graphs), ONNX Runtime CUDA EP, torch CUDA fp32/fp16/channels_last/CUDA graphs;
+3. exports ONNX fp32/fp16/int8 through the Python API (``sr_deploy.export_onnx`` / ``export_fp16`` /
+   ``export_int8``, each parity-gated) when a path that runs ONNX on the GPU is available;
+4. builds TensorRT engines (``sr_deploy.build_engine``) when TensorRT works;
+5. runs parity against torch fp32 with the project's one comparator (``sr_deploy.compare`` under the
+   precision's tolerance: PSNR, max-abs, pass/fail) and latency for: TensorRT (numpy and zero-copy
+   CUDA arrays, CUDA graphs), ONNX Runtime CUDA EP, torch CUDA fp32/fp16/channels_last/CUDA graphs;
 6. writes ``results.json`` and ``results.csv`` (polars) into ``--out`` and prints one line per path,
    ``not available: <reason>`` for those that cannot run.
 
@@ -43,13 +44,6 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-#: The export CLI, as ``sr-deploy export --help`` documents it ({...} filled in here).
-EXPORT_COMMANDS = {
-    "fp32": ["export", "onnx", "{weights}", "-o", "{out}"],
-    "fp16": ["export", "fp16", "{fp32}", "-o", "{out}"],
-    "int8": ["export", "int8", "{fp32}", "-o", "{out}"],
-}
-
 
 @dataclass
 class PathResult:
@@ -60,6 +54,7 @@ class PathResult:
     reason: str = ""
     psnr_db: float | None = None
     max_abs: float | None = None
+    passed: bool | None = None
     median_ms: float | None = None
     p90_ms: float | None = None
     shape: str = ""
@@ -111,21 +106,26 @@ def make_weights(args: argparse.Namespace, out: Path) -> Path:
     return save_weights(build_model(desc), desc, out / "random-srresnet.safetensors", note="random weights")
 
 
-def export_onnx(weights: Path, out: Path) -> dict[str, Path | str]:
-    """The three ONNX exports through the CLI; a precision maps to its file or to why it failed."""
-    files: dict[str, Path | str] = {}
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def export_models(weights: Path, out: Path) -> dict[str, Path | str]:
+    """The three parity-gated ONNX exports through the Python API; a precision maps to its file or to
+    why it failed."""
+    import sr_deploy as sr
+
     fp32 = out / "model-fp32.onnx"
-    for precision, template in EXPORT_COMMANDS.items():
-        target = out / f"model-{precision}.onnx"
+    steps: dict[str, Callable[[], os.PathLike[str]]] = {
+        "fp32": lambda: sr.export_onnx(weights, fp32),
+        "fp16": lambda: sr.export_fp16(fp32, out / "model-fp16.onnx"),
+        "int8": lambda: sr.export_int8(fp32, out / "model-int8.onnx", target="tensorrt"),
+    }
+    files: dict[str, Path | str] = {}
+    for precision, step in steps.items():
         if precision != "fp32" and not isinstance(files.get("fp32"), Path):
             files[precision] = "needs the fp32 export"
             continue
-        cmd = [a.format(weights=weights, fp32=fp32, out=target) for a in template]
-        proc = subprocess.run([sys.executable, "-m", "sr_deploy.cli", *cmd], capture_output=True, text=True, env=env)
-        ok = proc.returncode == 0 and target.is_file()
-        tail = (proc.stderr or proc.stdout).strip()[-400:]
-        files[precision] = target if ok else f"`sr-deploy {' '.join(cmd)}` failed: {tail}"
+        try:
+            files[precision] = Path(step())
+        except Exception as exc:  # an export that fails its gate is a finding, not a crash
+            files[precision] = f"{precision} export failed: {type(exc).__name__}: {exc}"
     return files
 
 
@@ -162,13 +162,13 @@ def tensorrt_reason() -> str | None:
     return reason_or_none(lambda: require_tensorrt(builder=True))
 
 
-def compare(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
-    """(PSNR in dB of ``out`` vs ``ref``, both [0, 1] RGB N x 3 x H x W, first image; max absolute difference)."""
-    from sr_deploy.metrics import psnr
+def check(ref: np.ndarray, out: np.ndarray, precision: str) -> tuple[float, float, bool]:
+    """(PSNR in dB on the unit scale, max-abs, passed) of ``out`` against ``ref`` (both ``N x 3 x H x W``)
+    under ``precision``'s tolerance: the same comparator and rules as the bench."""
+    from sr_deploy import compare, tolerance_for
 
-    a, b = np.clip(ref, 0, 1)[0].transpose(1, 2, 0), np.clip(out, 0, 1)[0].transpose(1, 2, 0)
-    # metrics.psnr takes the 0..255 scale (peak 255)
-    return float(psnr(a.astype(np.float64) * 255, b.astype(np.float64) * 255)), float(np.abs(ref - out).max())
+    result = compare([out], [ref], tolerance_for(precision), precision)
+    return result.psnr_db, result.max_abs, result.passed
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None], warmup: int, runs: int) -> tuple[float, float]:
@@ -219,7 +219,8 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
     report["reference"] = f"torch fp32 on {device}"
     sync = torch.cuda.synchronize if cuda is None else (lambda: None)
 
-    def measure(name: str, make: Callable[[], Callable[[], np.ndarray]] | None, reason: str | None = None) -> None:
+    def measure(name: str, make: Callable[[], Callable[[], np.ndarray]] | None, reason: str | None = None,
+                precision: str = "fp32") -> None:
         """``make()`` sets the path up (inside the error handling) and returns the call to check and time."""
         if reason is not None or make is None:
             results.append(PathResult(name, "not available", reason or "", shape=shape))
@@ -227,9 +228,9 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
         try:
             run = make()
             y = run()
-            psnr_db, max_abs = compare(reference, y)
+            psnr_db, max_abs, passed = check(reference, y, precision)
             med, p90 = timed(run, sync, args.warmup, args.runs)
-            results.append(PathResult(name, "ok", "", psnr_db, max_abs, med, p90, shape))
+            results.append(PathResult(name, "ok", "", psnr_db, max_abs, passed, med, p90, shape))
         except BackendUnavailable as exc:
             results.append(PathResult(name, "not available", str(exc), shape=shape))
         except Exception as exc:  # a path that should run but breaks is reported, not fatal
@@ -244,19 +245,20 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
         name = f"torch-cuda-{precision}{suffix}"
         measure(name, lambda p=precision, cl=channels_last, g=graphs: partial(  # type: ignore[misc]
             TorchUpscaler(copy.deepcopy(net), desc, device="cuda", precision=p, channels_last=cl, cuda_graphs=g).run,
-            x), cuda)
+            x), cuda, precision)
 
     # -- ONNX exports, ONNX Runtime CUDA, TensorRT ----------------------------------------------
     ort_reason, trt_reason = ort_cuda_reason(), tensorrt_reason()
     report["tensorrt"] = trt_reason or "available"
     exports: dict[str, Path | str] = {}
     if ort_reason is None or trt_reason is None:
-        exports = export_onnx(weights, out)
+        exports = export_models(weights, out)
     report["exports"] = {k: str(v) for k, v in exports.items()}
     for precision in ("fp32", "fp16", "int8"):
         onnx_file = exports.get(precision)
         missing = ort_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
-        measure(f"onnxruntime-cuda-{precision}", lambda f=onnx_file: partial(ort_runner(f), x), missing)  # type: ignore[misc]
+        measure(f"onnxruntime-cuda-{precision}", lambda f=onnx_file: partial(ort_cuda(f), x),  # type: ignore[misc]
+                missing, precision)
     for precision in ("fp32", "fp16", "int8"):
         onnx_file = exports.get(precision)
         missing = trt_reason or (None if isinstance(onnx_file, Path) else f"no {precision} ONNX: {onnx_file}")
@@ -273,29 +275,25 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
             continue
         from sr_deploy.backends.trt import TrtUpscaler
 
-        measure(names[0], lambda e=engine: partial(TrtUpscaler(e).run, x))  # type: ignore[misc]
-        measure(names[1], lambda e=engine: partial(TrtUpscaler(e, cuda_graphs=True).run, x))  # type: ignore[misc]
-        measure(names[2], lambda e=engine: zero_copy_runner(TrtUpscaler(e), x))  # type: ignore[misc]
+        measure(names[0], lambda e=engine: partial(TrtUpscaler(e).run, x), None, precision)  # type: ignore[misc]
+        measure(names[1], lambda e=engine: partial(TrtUpscaler(e, cuda_graphs=True).run, x),  # type: ignore[misc]
+                None, precision)
+        measure(names[2], lambda e=engine: zero_copy_runner(TrtUpscaler(e), x), None, precision)  # type: ignore[misc]
 
 
-def ort_runner(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
+def ort_cuda(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
     from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider
 
     return OrtUpscaler(onnx_file, providers=[cuda_provider(), "CPUExecutionProvider"]).run
 
 
 def build_trt(onnx_file: Path, out: Path, shape: tuple[int, ...]) -> Path:
-    from sr_deploy.backends.onnx_metadata import load_sr_onnx
-    from sr_deploy.backends.trt_metadata import BuildOptions
-    from sr_deploy.backends.trt_profiles import plan_profiles
-    from sr_deploy.export.tensorrt import build_engine
+    """A TensorRT engine for exactly ``shape`` (batch 1 up to ``shape``'s batch) through the Python API."""
+    from sr_deploy import build_engine
 
-    _, desc = load_sr_onnx(onnx_file, precision=None)
     n, c, h, w = shape
-    profiles = plan_profiles(desc, min_shape=f"1x{c}x{h}x{w}", opt_shape=f"{n}x{c}x{h}x{w}",
-                             max_shape=f"{n}x{c}x{h}x{w}")
-    result = build_engine(onnx_file, None, BuildOptions(profiles), timing_cache=out / "timing.cache",
-                          cache_dir=out / "engines")
+    result = build_engine(onnx_file, None, min_shape=(1, c, h, w), opt_shape=(n, c, h, w), max_shape=(n, c, h, w),
+                          timing_cache=out / "timing.cache", cache_dir=out / "engines")
     return result.engine
 
 
@@ -349,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reference: {report.get('reference')}; environment: {json.dumps(report.get('environment'))}")
     for r in results:
         if r.status == "ok":
-            print(f"{r.path}: ok  {r.psnr_db:.2f} dB vs torch fp32, max-abs {r.max_abs:.2e}, "
-                  f"{r.median_ms:.3f} ms median ({r.shape})")
+            verdict = "passes" if r.passed else "FAILS"
+            print(f"{r.path}: ok  {r.psnr_db:.2f} dB vs torch fp32, max-abs {r.max_abs:.2e} ({verdict} its "
+                  f"precision's parity rule), {r.median_ms:.3f} ms median ({r.shape})")
         else:
             print(f"{r.path}: {r.status}: {r.reason}")
     if "error" in report:

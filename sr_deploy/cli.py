@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from sr_deploy.train.loop import TrainConfig, Trainer
+    from sr_deploy.train.config import TrainConfig
+    from sr_deploy.train.loop import Trainer
 
 app = typer.Typer(
     help="sr-deploy: super-resolution models from training to verified FP32/FP16/INT8 inference.",
@@ -105,7 +106,7 @@ def _train_config(options: Mapping[str, Any]) -> TrainConfig:
     """
     from dataclasses import fields
 
-    from sr_deploy.train.loop import TrainConfig
+    from sr_deploy.train.config import TrainConfig
 
     kw = {f.name: options[f.name] for f in fields(TrainConfig) if f.name in options}
     kw.update(out=str(kw["out"]), data=[str(d) for d in kw["data"] or []], val=[str(d) for d in kw["val"] or []],
@@ -279,18 +280,19 @@ def build(
 
       sr-deploy build model-fp16.onnx --cache-dir engines --timing-cache engines/timing.cache
     """
-    from sr_deploy.backends.base import BackendUnavailable
-    from sr_deploy.backends.onnx_metadata import load_sr_onnx
-    from sr_deploy.backends.trt_metadata import BuildOptions
-    from sr_deploy.backends.trt_profiles import plan_profiles
+    from sr_deploy.backends.trt_profiles import Profile, parse_shape
+    from sr_deploy.errors import BackendUnavailable
     from sr_deploy.export.tensorrt import build_engine
 
     try:
-        _, desc = load_sr_onnx(onnx, precision=None)
-        options = BuildOptions(plan_profiles(desc, min_shape, opt_shape, max_shape, profiles), opt_level,
-                               workspace, version_compatible, hardware_compat)
-        result = build_engine(onnx, output, options, timing_cache=timing_cache, cache_dir=cache_dir,
-                              force=force, log=console.print)
+        result = build_engine(
+            onnx, output, profiles=[Profile.parse(p) for p in profiles or ()],
+            min_shape=parse_shape(min_shape) if min_shape else None,
+            opt_shape=parse_shape(opt_shape) if opt_shape else None,
+            max_shape=parse_shape(max_shape) if max_shape else None,
+            opt_level=opt_level, workspace_gb=workspace, version_compatible=version_compatible,
+            hardware_compat=hardware_compat, timing_cache=timing_cache, cache_dir=cache_dir, force=force,
+            log=console.print)
     except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     verb = "reused" if result.reused else f"built in {result.metadata.build_seconds:.1f} s"

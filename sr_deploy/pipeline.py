@@ -25,7 +25,16 @@ from typing import Any
 
 from sr_deploy.artifacts import atomic_write_json, sha256_file
 from sr_deploy.bench.config import QUICK, BenchConfig
+from sr_deploy.bench.report import write_report
+from sr_deploy.bench.run import run_bench
+from sr_deploy.compare import Comparison
+from sr_deploy.data.datasets import collect_images
+from sr_deploy.export.fp16 import export_fp16
+from sr_deploy.export.int8 import export_int8
+from sr_deploy.export.onnx import export_onnx
+from sr_deploy.export.tensorrt import build_engine
 from sr_deploy.hardware import tensorrt_unavailable_reason
+from sr_deploy.models.zoo import resolve_weights
 
 TARGETS = ("onnxruntime", "tensorrt")
 MANIFEST = "manifest.json"
@@ -52,7 +61,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
-            raise ValueError(f"unknown --targets {bad or self.targets}; choose from {', '.join(TARGETS)}")
+            raise ValueError(f"unknown targets {bad or self.targets}; choose from {', '.join(TARGETS)}")
 
 
 @dataclass
@@ -68,8 +77,6 @@ class StepResult:
 
 def folder_digest(folder: str | None, split: str) -> str:
     """sha256 over the names and contents of the images of ``folder`` (or of the embedded ``split``)."""
-    from sr_deploy.data.datasets import collect_images
-
     h = hashlib.sha256()
     for path in collect_images([folder] if folder else None, split=split):
         h.update(path.name.encode() + b"\0" + sha256_file(path).encode())
@@ -136,11 +143,6 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
     The last row is the report (its output is ``out/bench/report.md``). Raises the export stage's
     errors (ValueError subclasses naming the file) when an export fails its gate.
     """
-    from sr_deploy.export.fp16 import export_fp16
-    from sr_deploy.export.int8 import export_int8
-    from sr_deploy.export.onnx import export_onnx
-    from sr_deploy.models.zoo import resolve_weights
-
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     weights = resolve_weights(config.model)
@@ -186,8 +188,6 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
     report = d / "bench" / "report.md"
 
     def bench_step() -> str:
-        from sr_deploy.bench.run import run_bench
-
         run_bench(bench, d / "bench", log=log)
         return "results in bench/"
 
@@ -196,8 +196,6 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
              bench_outputs, bench_step)
 
     def report_step() -> str:
-        from sr_deploy.bench.report import write_report
-
         write_report(d / "bench")
         return str(report)
 
@@ -205,8 +203,8 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
     return run.results
 
 
-def _gate_note(report: Any) -> str:
-    """``parity vs fp32 passed (min PSNR 97.4 dB)`` from an export :class:`ParityReport`."""
+def _gate_note(report: Comparison) -> str:
+    """``parity passed (min PSNR 97.4 dB, gate 100)`` from an export gate's :class:`Comparison`."""
     worst = min(r["psnr_db"] for r in report.rows)
     return f"parity {'passed' if report.passed else 'FAILED'} (min PSNR {worst:.1f} dB, gate {report.min_psnr_db:g})"
 
@@ -221,18 +219,11 @@ def _engines_step(run: _Steps, d: Path, onnx_files: list[Path | None], config: P
     if reason is not None:
         run.unavailable("tensorrt engines", reason)
         return []
-    from sr_deploy.backends.onnx_metadata import load_sr_onnx
-    from sr_deploy.backends.trt_metadata import BuildOptions
-    from sr_deploy.backends.trt_profiles import plan_profiles
-    from sr_deploy.export.tensorrt import build_engine
-
     start = time.perf_counter()
     built: list[Path] = []
     notes = []
     for onnx_path in (p for p in onnx_files if p is not None):
-        _, desc = load_sr_onnx(onnx_path, precision=None)
-        options = BuildOptions(plan_profiles(desc))
-        result = build_engine(onnx_path, d / "engines" / f"{onnx_path.stem}.engine", options,
+        result = build_engine(onnx_path, d / "engines" / f"{onnx_path.stem}.engine",
                               timing_cache=d / "engines" / "timing.cache", log=log)
         built.append(result.engine)
         notes.append(f"{result.engine.name}: {'reused' if result.reused else 'built'}")

@@ -78,7 +78,7 @@ def test_step_key_follows_inputs_and_options(tmp_path: Path) -> None:
 
 
 def test_bad_targets_and_missing_model(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown --targets"):
+    with pytest.raises(ValueError, match="unknown targets"):
         PipelineConfig(model="m", targets=("openvino",))
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         run_pipeline(PipelineConfig(model="no-such-model"), tmp_path)

@@ -57,11 +57,11 @@ class BuildOptions:
         if not self.profiles:
             raise ValueError("a build needs at least one optimization profile")
         if not 0 <= self.opt_level <= 5:
-            raise ValueError(f"--opt-level must be 0..5, got {self.opt_level}")
+            raise ValueError(f"opt_level must be 0..5, got {self.opt_level}")
         if self.workspace_gb is not None and self.workspace_gb <= 0:
-            raise ValueError(f"--workspace must be a positive number of GiB, got {self.workspace_gb}")
+            raise ValueError(f"workspace_gb must be a positive number of GiB, got {self.workspace_gb}")
         if self.hardware_compat not in HARDWARE_COMPAT:
-            raise ValueError(f"--hardware-compat must be one of {HARDWARE_COMPAT}, got {self.hardware_compat!r}")
+            raise ValueError(f"hardware_compat must be one of {HARDWARE_COMPAT}, got {self.hardware_compat!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

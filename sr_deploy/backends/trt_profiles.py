@@ -9,6 +9,7 @@ shared by the builder (:mod:`sr_deploy.export.tensorrt`) and the runtime
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sr_deploy.models.descriptor import ModelDescriptor
@@ -114,29 +115,23 @@ def default_profile(desc: ModelDescriptor) -> Profile:
 
 def plan_profiles(
     desc: ModelDescriptor,
-    min_shape: str | None = None,
-    opt_shape: str | None = None,
-    max_shape: str | None = None,
-    profiles: list[str] | None = None,
+    min_shape: Shape | None = None,
+    opt_shape: Shape | None = None,
+    max_shape: Shape | None = None,
+    profiles: Sequence[Profile] = (),
 ) -> tuple[Profile, ...]:
     """The validated profiles of a build request.
 
-    Either ``profiles`` (``MIN:OPT:MAX`` strings) or ``--min/--opt/--max`` (a missing one taken from
-    :func:`default_profile`), not both. Raises :class:`ProfileError` naming the bad profile.
+    Either ``profiles`` or ``min_shape`` / ``opt_shape`` / ``max_shape`` (NCHW tuples; a missing
+    one taken from :func:`default_profile`), not both. Raises :class:`ProfileError` naming the bad profile.
     """
     if profiles and (min_shape or opt_shape or max_shape):
-        raise ProfileError("give either --profiles or --min/--opt/--max, not both")
+        raise ProfileError("give either profiles or min/opt/max shapes, not both")
     if profiles:
-        planned = tuple(Profile.parse(p) for p in profiles)
+        planned = tuple(profiles)
     else:
         base = default_profile(desc)
-        planned = (
-            Profile(
-                parse_shape(min_shape) if min_shape else base.min,
-                parse_shape(opt_shape) if opt_shape else base.opt,
-                parse_shape(max_shape) if max_shape else base.max,
-            ),
-        )
+        planned = (Profile(min_shape or base.min, opt_shape or base.opt, max_shape or base.max),)
     for i, profile in enumerate(planned):
         profile.validate(desc, where=f"profile {i}")
     return planned

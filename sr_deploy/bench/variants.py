@@ -117,8 +117,8 @@ def plan_variants(config: BenchConfig) -> list[Variant]:
     """
     weights = resolve_weights(config.model)
     if weights.suffix == ".onnx":
-        raise ValueError(f"--model {weights} is ONNX; bench needs the PyTorch weights as the fp32 reference "
-                         "(pass the ONNX file with --onnx)")
+        raise ValueError(f"model {weights} is ONNX; the bench needs the PyTorch weights as the fp32 reference "
+                         "(give the ONNX file as one of the onnx files)")
     variants: list[Variant] = []
     artifact = Artifact(weights, "weights")
     for name, route in _torch_specs(config):
@@ -143,8 +143,8 @@ def _tensorrt_variants(config: BenchConfig) -> list[Variant]:
         return [Variant(f"tensorrt-{p}", "tensorrt", p, "", "not available", reason) for p in wanted]
     if not config.engines:
         return [Variant(f"tensorrt-{p}", "tensorrt", p, "", "not available",
-                        "no engine given (build one with `sr-deploy build` or `sr-deploy pipeline --targets "
-                        "tensorrt`, then pass --engine)") for p in wanted]
+                        "no engine given (build one with sr_deploy.build_engine or `sr-deploy build`, then "
+                        "give it as one of the engines)") for p in wanted]
     gpu = config.device if config.device.startswith("cuda") else "cuda"  # engines always run on a GPU
     return [_file_variant(str(p), "tensorrt", gpu) for p in config.engines]
 

@@ -80,7 +80,7 @@ def calibration_set(
     rng = np.random.default_rng(seed)
     if num_images is not None:
         if num_images < 1:
-            raise ExportError(f"--calib-images must be >= 1, got {num_images}")
+            raise ExportError(f"the number of calibration images must be >= 1, got {num_images}")
         paths = sorted(rng.choice(np.array(paths, dtype=object), min(num_images, len(paths)), replace=False))
     hr_side = crop * scale
     batches, used, skipped = [], [], []

@@ -129,7 +129,7 @@ def compute_ranges(
     options: dict[str, Any] = {"symmetric": layout.symmetric_activations}
     if method != "minmax":
         if bins < ENTROPY_QUANTIZED_BINS:
-            raise ExportError(f"--bins must be >= {ENTROPY_QUANTIZED_BINS}, got {bins}")
+            raise ExportError(f"bins must be >= {ENTROPY_QUANTIZED_BINS}, got {bins}")
         options.update(num_bins=bins, num_quantized_bins=ENTROPY_QUANTIZED_BINS, percentile=percentile)
     input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="sr-deploy-calib.") as tmp, contextlib.redirect_stdout(io.StringIO()):

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,8 +30,9 @@ from sr_deploy.backends.trt_metadata import (
     stale_reason,
     write_metadata,
 )
+from sr_deploy.backends.trt_profiles import Profile, Shape, plan_profiles
 from sr_deploy.errors import ExportError
-from sr_deploy.hardware import GpuInfo
+from sr_deploy.hardware import GpuInfo, cuda_call, cudart, tensorrt_environment
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -135,33 +136,43 @@ def _merge_timing_cache(config: trt.IBuilderConfig, on_disk: bytes | None) -> by
 
 def build_engine(
     onnx_path: str | os.PathLike[str],
-    output: str | os.PathLike[str] | None,
-    options: BuildOptions,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    profiles: Sequence[Profile] = (),
+    min_shape: Shape | None = None,
+    opt_shape: Shape | None = None,
+    max_shape: Shape | None = None,
+    opt_level: int = 3,
+    workspace_gb: float | None = None,
+    version_compatible: bool = False,
+    hardware_compat: str = "none",
     timing_cache: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     device: int = 0,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
-    """Build (or reuse) a TensorRT engine for ``onnx_path``.
+    """Build (or reuse) a strongly typed TensorRT engine for the sr-deploy ONNX ``onnx_path``.
 
     ``output``: the engine path; or ``cache_dir``: engines named by :func:`cache_file_name` there.
-    An existing engine whose sidecar matches the request (ONNX sha256, options, TensorRT, GPU) is
-    reused unless ``force``. ``timing_cache``: a file read before and merged/updated after the build.
-    Raises :class:`~sr_deploy.backends.base.BackendUnavailable` without TensorRT or a GPU, and
+    Shapes: ``profiles``, or ``min_shape`` / ``opt_shape`` / ``max_shape`` NCHW tuples (missing ones
+    from :func:`~sr_deploy.backends.trt_profiles.default_profile`), validated against the model's
+    descriptor. ``opt_level`` 0-5, ``workspace_gb``, ``version_compatible`` and ``hardware_compat``
+    (see :class:`BuildOptions`). An existing engine whose sidecar matches the request (ONNX sha256,
+    options, TensorRT, GPU) is reused unless ``force``. ``timing_cache``: a file read before and
+    merged/updated after the build. Raises :class:`~sr_deploy.errors.BackendUnavailable` without
+    TensorRT or a GPU, :class:`~sr_deploy.backends.trt_profiles.ProfileError` for bad shapes and
     :class:`ExportError` for bad ONNX, parse errors or a failed build.
     """
-    from sr_deploy.hardware import tensorrt_environment
-
     if (output is None) == (cache_dir is None):
-        raise ValueError("give exactly one of an output engine path (-o) or an engine cache folder (--cache-dir)")
+        raise ValueError("give exactly one of an output engine path or an engine cache folder (cache_dir)")
     onnx_p = Path(onnx_path)
     model, desc = load_sr_onnx(onnx_p, precision=None)
     precision = read_props(model).get(PRECISION, "fp32")
     input_name = model.graph.input[0].name
-    for i, profile in enumerate(options.profiles):
-        profile.validate(desc, where=f"profile {i}")
     del model
+    options = BuildOptions(plan_profiles(desc, min_shape, opt_shape, max_shape, profiles), opt_level, workspace_gb,
+                           version_compatible, hardware_compat)
     version, gpu = tensorrt_environment(builder=True, device=device)
     onnx_sha = sha256_file(onnx_p)
     engine = _engine_path(onnx_p, output, cache_dir, precision, onnx_sha, options, version, gpu)
@@ -171,8 +182,6 @@ def build_engine(
     log(f"building {engine.name} ({reason}) with TensorRT {version} on {gpu.name} ({gpu.sm})")
 
     import tensorrt as trt
-
-    from sr_deploy.hardware import cuda_call, cudart
 
     # the builder times kernels on the thread's current device: make it the one named in the sidecar
     cuda_call(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")

@@ -18,10 +18,11 @@ def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
 
     Raises FileNotFoundError naming the shipped models when neither exists.
     """
-    text = str(name_or_path)
-    shipped = RELEASED_DIR / f"{text}.safetensors"
-    if shipped.is_file():
-        return shipped
+    text = os.fspath(name_or_path)
+    if not isinstance(name_or_path, os.PathLike) and "/" not in text and os.sep not in text:
+        shipped = RELEASED_DIR / f"{text}.safetensors"
+        if shipped.is_file():
+            return shipped
     p = Path(text)
     if p.exists():
         return p

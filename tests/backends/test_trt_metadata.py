@@ -53,7 +53,7 @@ def meta(**changes: object) -> EngineMetadata:
 def test_build_options_validate() -> None:
     with pytest.raises(ValueError, match="0..5"):
         BuildOptions(OPTIONS.profiles, opt_level=6)
-    with pytest.raises(ValueError, match="hardware-compat"):
+    with pytest.raises(ValueError, match="hardware_compat"):
         BuildOptions(OPTIONS.profiles, hardware_compat="hopper+")
     with pytest.raises(ValueError, match="positive"):
         BuildOptions(OPTIONS.profiles, workspace_gb=0)

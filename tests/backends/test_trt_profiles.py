@@ -89,18 +89,19 @@ def test_default_profile_fits_the_model_rules() -> None:
 
 
 def test_plan_profiles_from_min_opt_max_or_profiles() -> None:
-    (only,) = plan_profiles(X4, max_shape="2x3x512x512")
+    (only,) = plan_profiles(X4, max_shape=(2, 3, 512, 512))
     assert only == Profile((1, 3, 32, 32), (1, 3, 256, 256), (2, 3, 512, 512))
-    two = plan_profiles(X4, profiles=["1x3x64x64", "1x3x32x32:1x3x128x128:2x3x256x256"])
+    two = plan_profiles(X4, profiles=[Profile.parse(p) for p in ("1x3x64x64", "1x3x32x32:1x3x128x128:2x3x256x256")])
     assert len(two) == 2 and two[0].max == (1, 3, 64, 64)
     with pytest.raises(ProfileError, match="not both"):
-        plan_profiles(X4, min_shape="1x3x8x8", profiles=["1x3x64x64"])
+        plan_profiles(X4, min_shape=(1, 3, 8, 8), profiles=[Profile.parse("1x3x64x64")])
     with pytest.raises(ProfileError, match="profile 1 .*min > opt"):
-        plan_profiles(X4, profiles=["1x3x64x64", "1x3x64x64:1x3x32x32:1x3x64x64"])
+        plan_profiles(X4, profiles=[Profile.parse(p) for p in ("1x3x64x64", "1x3x64x64:1x3x32x32:1x3x64x64")])
 
 
 def test_select_profile_names_the_allowed_ranges() -> None:
-    profiles = plan_profiles(X4, profiles=["1x3x32x32:1x3x64x64:1x3x64x64", "1x3x65x65:2x3x128x128:4x3x256x256"])
+    profiles = plan_profiles(X4, profiles=[Profile.parse("1x3x32x32:1x3x64x64:1x3x64x64"),
+                                           Profile.parse("1x3x65x65:2x3x128x128:4x3x256x256")])
     assert select_profile(profiles, (1, 3, 40, 64)) == 0
     assert select_profile(profiles, (3, 3, 200, 100)) == 1
     with pytest.raises(ProfileError) as info:

@@ -49,11 +49,13 @@ def _gpu_check_module() -> object:
     return module
 
 
-def test_compare_reports_psnr_of_unit_range_images_on_the_255_scale() -> None:
+def test_check_uses_the_one_comparator_on_the_unit_scale() -> None:
     ref = np.random.default_rng(0).uniform(0.2, 0.8, (1, 3, 16, 16)).astype(np.float32)
-    psnr_db, max_abs = _gpu_check_module().compare(ref, ref + np.float32(0.01))  # type: ignore[attr-defined]
+    psnr_db, max_abs, passed = _gpu_check_module().check(ref, ref + np.float32(0.01), "fp16")  # type: ignore[attr-defined]
     assert psnr_db == pytest.approx(20 * np.log10(1 / 0.01), abs=0.01)  # 40 dB, not 40 + 48 dB
     assert max_abs == pytest.approx(0.01, abs=1e-6)
+    assert not passed  # fp16 must reach 50 dB against torch fp32
+    assert _gpu_check_module().check(ref, ref + np.float32(0.01), "int8")[2]  # type: ignore[attr-defined]
 
 
 def test_gpu_check_writes_results_when_it_stops_early(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from sr_deploy.backends.base import BackendUnavailable
 from sr_deploy.backends.onnx_metadata import provenance, write_props
-from sr_deploy.backends.trt_metadata import BuildOptions
 from sr_deploy.backends.trt_profiles import Profile, ProfileError
 from sr_deploy.cli import app
 from sr_deploy.export.tensorrt import build_engine, update_file
@@ -58,14 +57,15 @@ needs_no_tensorrt = pytest.mark.skipif(not tensorrt_missing(), reason="TensorRT 
 
 def test_profiles_are_validated_against_the_onnx_descriptor_before_tensorrt(tmp_path: Path) -> None:
     onnx_path = sr_onnx(tmp_path / "m.onnx")
-    odd = BuildOptions((Profile.parse("1x3x32x32:1x3x63x64:1x3x128x128"),))
+    odd = [Profile.parse("1x3x32x32:1x3x63x64:1x3x128x128")]
     with pytest.raises(ProfileError, match="not a multiple of 2"):
-        build_engine(onnx_path, tmp_path / "m.engine", odd)
-    huge = BuildOptions((Profile.parse("1x3x32x32:1x3x256x256:32x3x1080x1920"),))
+        build_engine(onnx_path, tmp_path / "m.engine", profiles=odd)
+    with pytest.raises(ProfileError, match="not a multiple of 2"):
+        build_engine(onnx_path, tmp_path / "m.engine", opt_shape=(1, 3, 63, 64))
     with pytest.raises(ProfileError, match="2\\*\\*31"):
-        build_engine(onnx_path, tmp_path / "m.engine", huge)
+        build_engine(onnx_path, tmp_path / "m.engine", max_shape=(32, 3, 1080, 1920))
     with pytest.raises(ValueError, match="exactly one of"):
-        build_engine(onnx_path, None, odd)
+        build_engine(onnx_path, None, profiles=odd)
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -75,14 +75,14 @@ def test_non_sr_deploy_onnx_is_refused_with_its_name(tmp_path: Path) -> None:
     del model.metadata_props[:]
     onnx.save(model, str(path))
     with pytest.raises(ValueError, match="plain.onnx was not written by sr-deploy"):
-        build_engine(path, tmp_path / "m.engine", BuildOptions((Profile.parse("1x3x32x32"),)))
+        build_engine(path, tmp_path / "m.engine", profiles=[Profile.parse("1x3x32x32")])
 
 
 @needs_no_tensorrt
 def test_build_without_tensorrt_says_so_plainly(tmp_path: Path) -> None:
     onnx_path = sr_onnx(tmp_path / "m.onnx")
     with pytest.raises(BackendUnavailable, match="^TensorRT is not available: "):
-        build_engine(onnx_path, tmp_path / "m.engine", BuildOptions((Profile.parse("1x3x32x32"),)))
+        build_engine(onnx_path, tmp_path / "m.engine", profiles=[Profile.parse("1x3x32x32")])
     assert not (tmp_path / "m.engine").exists()
 
 
