@@ -22,16 +22,14 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 
+import sr_deploy as sr
 from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.bench.environment import environment, machine_slug
 from sr_deploy.bench.report import markdown_table
 from sr_deploy.bench.results import save_table
 from sr_deploy.bench.run import dataset_name
 from sr_deploy.data.datasets import collect_images
-from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.qdq import LAYOUTS, METHODS
-from sr_deploy.runtime import load
-from sr_deploy.scoring import evaluate
 
 
 def main() -> None:
@@ -51,17 +49,17 @@ def main() -> None:
             path = args.work / f"int8-{target}-{method}.onnx"
             if not path.exists():
                 console.print(f"export int8 {target} {method}")
-                export_int8(args.fp32, path, target=target, calib=args.calib, method=method,
+                sr.export_int8(args.fp32, path, target=target, calib=args.calib, method=method,
                             num_images=args.calib_images)
             models[(target, method)] = path
     rows: list[dict[str, Any]] = []
     for (target, method), path in models.items():
-        upscaler = load(path, backend="onnxruntime")
-        for folder in args.data:
-            scores = evaluate(upscaler, collect_images([folder]))
-            rows.append({"layout": target, "method": method, "dataset": dataset_name(str(folder)),
-                         "psnr_y": scores["psnr_y"].mean(), "ssim_y": scores["ssim_y"].mean()})
-            console.print(f"{target} {method} {rows[-1]['dataset']}: {rows[-1]['psnr_y']:.3f} dB")
+        with sr.load(path, backend="onnxruntime") as upscaler:
+            for folder in args.data:
+                scores = sr.evaluate(upscaler, collect_images([folder]))
+                rows.append({"layout": target, "method": method, "dataset": dataset_name(str(folder)),
+                             "psnr_y": scores["psnr_y"].mean(), "ssim_y": scores["ssim_y"].mean()})
+                console.print(f"{target} {method} {rows[-1]['dataset']}: {rows[-1]['psnr_y']:.3f} dB")
     table = pl.DataFrame(rows)
     fp32 = table.filter(pl.col("layout") == "fp32").select("dataset", pl.col("psnr_y").alias("fp32_psnr_y"))
     table = table.join(fp32, on="dataset").with_columns(drop_db=pl.col("fp32_psnr_y") - pl.col("psnr_y"))

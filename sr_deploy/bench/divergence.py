@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
+
+from sr_deploy.backends import onnxrt
 
 #: Relative L2 error a single layer may show before it counts as diverged, per precision.
 LAYER_LIMITS = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2, "int8": 0.15}
@@ -105,14 +108,11 @@ def torch_conv_outputs(net: nn.Module, batch: np.ndarray) -> list[tuple[str, np.
 
 def onnx_conv_outputs(onnx_path: str | os.PathLike[str], batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Run the ONNX graph on ORT CPU with every Conv output exposed; ``(node name, output)`` in graph order."""
-    import onnx
-    import onnxruntime as ort
-
     model = onnx.load(str(onnx_path))
     convs = [(node.name or node.output[0], node.output[0]) for node in model.graph.node if node.op_type == "Conv"]
     existing = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=t) for _, t in convs if t not in existing)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = onnxrt.session(model.SerializeToString())
     values = session.run([t for _, t in convs], {session.get_inputs()[0].name: batch})
     return [(name, np.asarray(v, dtype=np.float32)) for (name, _), v in zip(convs, values, strict=True)]
 
