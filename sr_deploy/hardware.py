@@ -1,5 +1,6 @@
-"""Facts about this machine that several stages decide on: CPU features (training precision, backend
-choice), CUDA devices through ``cuda-python`` (``cuda.bindings.runtime``), and whether TensorRT can work.
+"""Facts about this machine that several stages decide on: the CPU and its instruction-set class
+(training precision, backend choice, int8 arithmetic), CUDA devices through ``cuda-python``
+(``cuda.bindings.runtime``), and whether TensorRT can work.
 
 Importing ``tensorrt`` proves nothing: ``tensorrt-stubs`` or a metapackage whose libraries failed
 to download leave an importable but empty package. TensorRT is available when the module has the
@@ -10,7 +11,10 @@ Every ``cudart`` call returns ``(error, *values)``; :func:`cuda_call` turns a no
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -18,14 +22,84 @@ from typing import Any
 
 from sr_deploy.errors import BackendUnavailable
 
+#: x86 instruction-set classes, from the least to the most capable for SR inference. What differs
+#: between them: ``avx2`` has no 8-bit dot products (u8s8 int8 can saturate: ONNX Runtime's documented
+#: limit) and emulates bf16; ``avx2_vnni`` / ``avx512_vnni`` have VNNI int8 dot products;
+#: ``avx512_bf16`` adds native bf16; ``amx`` adds AMX tiles (int8 and bf16 matrix units).
+ISA_CLASSES = ("baseline", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_bf16", "amx")
+
+
+def isa_class(flags: frozenset[str] | set[str]) -> str:
+    """The instruction-set class (one of :data:`ISA_CLASSES`) of a CPU with these ``/proc/cpuinfo`` flags."""
+    if flags & {"amx_tile", "amx_int8", "amx_bf16"}:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx_vnni" in flags:
+        return "avx2_vnni"
+    return "avx2" if "avx2" in flags else "baseline"
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU: marketing ``model`` name and its feature ``flags`` (``/proc/cpuinfo``)."""
+
+    model: str
+    flags: frozenset[str]
+
+    @property
+    def isa(self) -> str:
+        """The instruction-set class (:func:`isa_class`)."""
+        return isa_class(self.flags)
+
+    @property
+    def vnni(self) -> bool:
+        """8-bit dot products (VNNI or AMX int8): u8s8 int8 arithmetic does not saturate."""
+        return bool(self.flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 dot products (AVX-512 BF16 or AMX); without them bf16 is emulated, slower than fp32."""
+        return bool(self.flags & {"avx512_bf16", "amx_bf16"})
+
+
+def read_cpu(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuInfo:
+    """The CPU described by a ``/proc/cpuinfo`` file (model name and the first processor's flags); the
+    platform's processor name and no flags where there is no such file."""
+    model, flags = platform.processor() or platform.machine(), frozenset[str]()
+    path = Path(cpuinfo)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return CpuInfo(model, flags)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model, flags)
+
+
+@functools.cache
+def this_cpu() -> CpuInfo:
+    """This machine's CPU (read once per process)."""
+    return read_cpu()
+
 
 def cpu_has_bf16() -> bool:
     """Whether this x86 CPU has native bf16 dot products (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return this_cpu().bf16
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has 8-bit dot products (VNNI or AMX int8)."""
+    return this_cpu().vnni
 
 
 @dataclass(frozen=True)

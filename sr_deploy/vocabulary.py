@@ -13,7 +13,7 @@ from __future__ import annotations
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 AUTO = "auto"
 DEVICES = ("cpu", "cuda")
 

@@ -40,6 +40,8 @@ class BenchConfig:
     ``max_attempts`` / ``budget_s``: see :func:`sr_deploy.bench.latency.measure`. ``max_images``:
     accuracy on at most this many images per folder (None: all). ``device``: ``cpu`` or ``cuda[:N]``.
     ``ort_threads``: ONNX Runtime intra-op threads recorded in the environment (0: ORT default).
+    ``emulated``: also measure precisions this CPU only emulates (bf16 without AVX-512 BF16 or AMX;
+    skipped by default: minutes of timing that say only "slower than fp32").
     """
 
     model: str
@@ -59,6 +61,7 @@ class BenchConfig:
     max_images: int | None = None
     device: str = "cpu"
     ort_threads: int = 0
+    emulated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -6,12 +6,12 @@ import contextlib
 import os
 import platform
 import re
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from sr_deploy.artifacts import library_versions
+from sr_deploy.hardware import read_cpu
 
 #: CPU flags that decide which kernels run (AVX-512, bf16, VNNI int8, AMX tiles).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -19,21 +19,12 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "a
 
 
 def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
-    """CPU model name, ISA flags of interest (present ones only) and core counts."""
-    model: str = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    path = Path(cpuinfo)
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and value.strip():
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
+    """CPU model name, instruction-set class, ISA flags of interest (present ones only) and core counts."""
+    cpu = read_cpu(cpuinfo)
     return {
-        "model": model,
-        "isa": [f for f in ISA_FLAGS if f in flags],
+        "model": cpu.model,
+        "isa_class": cpu.isa,
+        "isa": [f for f in ISA_FLAGS if f in cpu.flags],
         "logical_cores": psutil.cpu_count(logical=True),
         "physical_cores": psutil.cpu_count(logical=False),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

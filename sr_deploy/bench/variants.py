@@ -26,6 +26,9 @@ from sr_deploy.models.zoo import resolve_weights
 from sr_deploy.runtime.select import Artifact, Route, identify, load, machine_facts, open_route
 
 REFERENCE = "torch-fp32"
+#: Why a bf16 variant is skipped on a CPU without native bf16 (``BenchConfig.emulated`` measures it anyway).
+EMULATED = ("emulated: this CPU has no AVX-512 BF16 or AMX, so bf16 is emulated (about 10x slower than fp32 on "
+            "an AVX2 CPU); not measured unless asked for (emulated = true)")
 
 
 @dataclass
@@ -98,15 +101,33 @@ def _torch_specs(config: BenchConfig) -> Iterator[tuple[str, Route]]:
         yield f"torch-{precision}+channels_last", Route("torch", device, precision, "weights", options)
 
 
-def _file_variant(path: str, backend: str, device: str) -> Variant:
-    """An ONNX file or TensorRT engine, named ``{backend}-{precision}`` from its metadata (not loaded);
-    ``failed`` with the reason when the metadata cannot be read."""
+def _file_variant(path: str, backend: str, device: str, precision: str | None = None) -> Variant:
+    """An ONNX file or TensorRT engine, named ``{backend}-{precision}`` from its metadata (not loaded), run
+    in ``precision`` (default: the file's own); ``failed`` with the reason when the metadata cannot be read."""
     try:
-        precision = identify(path).precision or "?"
+        stored = identify(path).precision or "?"
     except (ValueError, FileNotFoundError) as exc:
         return Variant(f"{backend}-?", backend, "?", path, "failed", f"{type(exc).__name__}: {exc}")
-    return Variant(f"{backend}-{precision}", backend, precision, path,
-                   make=lambda: load(path, backend=backend, device=device))
+    wanted = precision or stored
+    return Variant(f"{backend}-{wanted}", backend, wanted, path,
+                   make=lambda: load(path, backend=backend, precision=wanted, device=device))
+
+
+def _openvino_variants(config: BenchConfig) -> list[Variant]:
+    """OpenVINO on every ONNX file, plus bf16 compute of each fp32 file (OpenVINO's own bf16); not
+    available without OpenVINO, or without a native-bf16 CPU for bf16 (it would only be emulated)."""
+    variants = []
+    for path in map(str, config.onnx):
+        variants.append(_file_variant(path, "openvino", "cpu"))
+        if variants[-1].precision == "fp32" and "bf16" in config.precisions:
+            variants.append(_file_variant(path, "openvino", "cpu", "bf16"))
+    reason = machine_facts().openvino
+    for v in variants:
+        if v.available and reason is not None:
+            v.status, v.reason = "not available", reason
+        elif v.available and v.precision == "bf16" and not machine_facts().cpu_bf16:
+            v.status, v.reason = "not available", EMULATED
+    return variants
 
 
 def plan_variants(config: BenchConfig) -> list[Variant]:
@@ -121,14 +142,20 @@ def plan_variants(config: BenchConfig) -> list[Variant]:
                          "(give the ONNX file as one of the onnx files)")
     variants: list[Variant] = []
     artifact = Artifact(weights, "weights")
+    emulated = not config.device.startswith("cuda") and not machine_facts().cpu_bf16
     for name, route in _torch_specs(config):
         if name != REFERENCE and ("torch" not in config.backends or route.precision not in config.precisions):
             continue
-        variants.append(Variant(name, "torch", route.precision, str(weights),
-                                make=functools.partial(open_route, route, artifact, config.device)))
+        variant = Variant(name, "torch", route.precision, str(weights),
+                          make=functools.partial(open_route, route, artifact, config.device))
+        if emulated and route.precision == "bf16" and not config.emulated:
+            variant.status, variant.reason = "not available", EMULATED
+        variants.append(variant)
     files: list[Variant] = []
     if "onnxruntime" in config.backends:
         files += [_file_variant(str(p), "onnxruntime", config.device) for p in config.onnx]
+    if "openvino" in config.backends and not config.device.startswith("cuda"):
+        files += _openvino_variants(config)
     if "tensorrt" in config.backends:
         files += _tensorrt_variants(config)
     variants += [v for v in files if v.precision in config.precisions or v.precision == "?"]

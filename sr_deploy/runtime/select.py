@@ -12,6 +12,7 @@ an error (:class:`BackendUnavailable`) that says what is missing; nothing falls 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,12 @@ from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.bicubic import BicubicUpscaler
 from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
+from sr_deploy.backends.openvino import OvUpscaler, openvino_unavailable_reason
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt import TrtUpscaler
 from sr_deploy.backends.trt_metadata import read_metadata
 from sr_deploy.errors import BackendUnavailable, ModelFileError
-from sr_deploy.hardware import cpu_has_bf16, tensorrt_unavailable_reason
+from sr_deploy.hardware import tensorrt_unavailable_reason, this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
 from sr_deploy.vocabulary import AUTO, PRECISIONS, check_choice, check_device
@@ -33,16 +35,20 @@ from sr_deploy.vocabulary import BACKENDS as ENGINES
 BACKENDS = (AUTO, *ENGINES)
 ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_MODEL = "srresnet-x4"
-ORT_TENSORRT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr-deploy" / "ort-tensorrt"
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr-deploy"
+ORT_TENSORRT_CACHE = CACHE_ROOT / "ort-tensorrt"
+OPENVINO_CACHE = CACHE_ROOT / "openvino"
 
 
 @dataclass(frozen=True)
 class Route:
     """One way to run a model.
 
-    ``artifact``: what it runs from (``weights``, ``onnx`` or ``engine``). ``variant``: torch
-    options, or the ONNX Runtime execution provider. ``speedup``: throughput relative to torch
-    fp32 on the same device, where measured (None: ranked by the order in :data:`RANKING_SOURCE`).
+    ``artifact``: what it runs from (``weights``, ``onnx`` or ``engine``) and ``source``: that file's
+    precision when it differs from the compute ``precision`` (OpenVINO bf16 runs the fp32 ONNX).
+    ``variant``: torch options, the ONNX Runtime execution provider, or the OpenVINO device.
+    ``speedup``: throughput relative to torch fp32 on the same device, where measured (None: ranked
+    by the order in :data:`RANKING_SOURCE`).
     """
 
     backend: str
@@ -51,6 +57,12 @@ class Route:
     artifact: str
     variant: str = ""
     speedup: float | None = None
+    source: str | None = None
+
+    @property
+    def file_precision(self) -> str:
+        """The precision of the file this route runs from (for weights: what they are run in)."""
+        return self.source or self.precision
 
     @property
     def label(self) -> str:
@@ -60,6 +72,7 @@ class Route:
 
 _TORCH_GPU = "channels_last+cudagraph"
 _ORT_TRT, _ORT_CUDA, _ORT_CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+_OV_CPU = "CPU"
 
 RANKING_SOURCE = (
     "CPU speedups: SRResNet x4 throughput over torch fp32, measured on the 2-core Zen 5 development CPU "
@@ -75,9 +88,13 @@ RANKING: tuple[Route, ...] = (
     *(Route("onnxruntime", "cuda", p, "onnx", _ORT_CUDA) for p in ("fp32", "fp16")),
     *(Route("torch", "cuda", p, "weights", _TORCH_GPU) for p in ("fp32", "fp16", "bf16")),
     Route("torch", "cpu", "bf16", "weights", "channels_last", 2.43),
+    Route("openvino", "cpu", "bf16", "onnx", _OV_CPU, source="fp32"),
+    Route("openvino", "cpu", "int8", "onnx", _OV_CPU),
     Route("onnxruntime", "cpu", "int8", "onnx", _ORT_CPU, 1.40),
+    Route("openvino", "cpu", "fp32", "onnx", _OV_CPU),
     Route("torch", "cpu", "fp32", "weights", "channels_last", 1.27),
     Route("onnxruntime", "cpu", "fp32", "onnx", _ORT_CPU, 1.13),
+    Route("openvino", "cpu", "fp16", "onnx", _OV_CPU),
     Route("onnxruntime", "cpu", "fp16", "onnx", _ORT_CPU),
 )
 
@@ -91,9 +108,21 @@ class Facts:
     onnxruntime: str | None
     ort_providers: tuple[str, ...]
     cpu_bf16: bool
+    openvino: str | None = "OpenVINO was not looked for"
+    cpu_vnni: bool = True
+    cpu_isa: str | None = None
 
-    def unavailable(self, route: Route) -> str | None:
-        """Why ``route`` cannot run here (None: it can)."""
+    def unavailable(self, route: Route, artifact: Artifact | None = None) -> str | None:
+        """Why ``route`` cannot run here, or cannot run ``artifact`` well (None: it can)."""
+        if route.backend == "openvino":
+            if self.openvino:
+                return self.openvino
+            if route.precision == "bf16" and not self.cpu_bf16:
+                return "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
+            if route.precision == "int8" and artifact is not None and artifact.layout == "tensorrt" \
+                    and not self.cpu_vnni:
+                return ("OpenVINO on symmetric int8 activations (the tensorrt Q/DQ layout) collapses accuracy on "
+                        "CPUs without VNNI (23.15 dB Set5 measured on an AVX2 CPU): use an ort-cpu layout export")
         if route.backend == "tensorrt" and self.tensorrt:
             return self.tensorrt  # says why, CUDA included
         if route.device == "cuda" and self.cuda:
@@ -126,17 +155,21 @@ def machine_facts() -> Facts:
         ort, providers = None, tuple(onnxruntime.get_available_providers())
     except ImportError:
         ort, providers = "onnxruntime is not installed: pip install 'sr-deploy[cpu]' (or [gpu])", ()
-    return Facts(cuda, tensorrt, ort, providers, cpu_has_bf16())
+    cpu = this_cpu()
+    return Facts(cuda, tensorrt, ort, providers, cpu.bf16, openvino_unavailable_reason(), cpu.vnni, cpu.isa)
 
 
 @dataclass(frozen=True)
 class Artifact:
     """A model file: ``kind`` ``weights`` (.safetensors/.pt), ``onnx`` or ``engine`` (.engine/.plan);
-    ``precision`` the file is fixed to (None for weights: they run in any float precision)."""
+    ``precision`` the file is fixed to (None for weights: they run in any float precision). For an
+    int8 ONNX: its Q/DQ ``layout`` and the CPU instruction-set class it was validated on (``validated_isa``)."""
 
     path: Path
     kind: str
     precision: str | None = None
+    layout: str | None = None
+    validated_isa: str | None = None
 
 
 def identify(model: str | os.PathLike[str] | None) -> Artifact:
@@ -165,7 +198,9 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         if onnx_metadata.DESCRIPTOR not in props:
             raise ModelFileError(f"{path} has no sr-deploy metadata: export it with sr_deploy.export_onnx "
                                  "(`sr-deploy export onnx`)")
-        return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"))
+        calibration = json.loads(props.get(onnx_metadata.CALIBRATION, "{}"))
+        return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),
+                        calibration.get("validated_on", {}).get("isa"))
     if suffix in ENGINE_SUFFIXES:
         return Artifact(path, "engine", read_metadata(path).precision)
     return Artifact(path, "weights")
@@ -218,7 +253,9 @@ def decide(
     if device is not None:
         check_device(device)
     want = precision or artifact.precision or "fp32"
-    if artifact.precision is not None and want != artifact.precision:
+    convertible = any(r.artifact == artifact.kind and r.precision == want and r.file_precision == artifact.precision
+                      for r in RANKING)
+    if artifact.precision is not None and want != artifact.precision and not convertible:
         raise ValueError(f"{artifact.path} holds {_KINDS[artifact.kind]} in {artifact.precision}; for {want}: "
                          f"{_make_hint('weights' if want == 'bf16' else artifact.kind, want)}")
     where = f"{backend if backend != 'auto' else 'any backend'} on {device or 'any device'}"
@@ -227,9 +264,16 @@ def decide(
     if not routes:
         offered = sorted({r.precision for r in requested})
         raise BackendUnavailable(f"{want} is not offered by {where} (offered: {', '.join(offered) or 'nothing'})")
-    fitting = [r for r in routes if r.artifact == artifact.kind]
-    usable = [r for r in fitting if facts.unavailable(r) is None]
-    others = [r for r in routes if r.artifact != artifact.kind and facts.unavailable(r) is None]
+
+    def fits(r: Route) -> bool:
+        return r.artifact == artifact.kind and artifact.precision in (None, r.file_precision)
+
+    def why_not(r: Route) -> str | None:
+        return facts.unavailable(r, artifact)
+
+    fitting = [r for r in routes if fits(r)]
+    usable = [r for r in fitting if why_not(r) is None]
+    others = [r for r in routes if not fits(r) and why_not(r) is None]
     if not fitting:
         hints = "; or ".join(dict.fromkeys(f"{r.label}: {_make_hint(r.artifact, want)}" for r in others or routes))
         lead = "this machine can run " if others else "it needs another file: "
@@ -237,16 +281,20 @@ def decide(
         raise BackendUnavailable(f"{artifact.path} holds {_KINDS[artifact.kind]}; {who} those in {want}"
                                  f"{'' if device is None else ' on ' + device}; {lead}{hints}")
     if not usable:
-        missing = "; ".join(f"{r.label}: {facts.unavailable(r)}" for r in fitting)
+        missing = "; ".join(f"{r.label}: {why_not(r)}" for r in fitting)
         instead = f"; this machine can run {others[0].label}: {_make_hint(others[0].artifact, want)}" if others else ""
         raise BackendUnavailable(f"cannot run {artifact.path} ({want}) with {where} here: {missing}{instead}")
     best = usable[0]
     reason = [f"{best.label}: the fastest {want} route for this {artifact.kind} file on this machine"]
     if best.speedup is not None:
         reason.append(f"measured {best.speedup:.2f}x torch fp32 on the reference CPU")
-    skipped = [f"{r.label} ({facts.unavailable(r)})" for r in fitting[: fitting.index(best)]]
+    skipped = [f"{r.label} ({why_not(r)})" for r in fitting[: fitting.index(best)]]
     if skipped:
         reason.append("skipped: " + "; ".join(skipped))
+    if best.precision == "int8" and best.device == "cpu" and artifact.validated_isa not in (None, facts.cpu_isa):
+        reason.append(f"NOTE: this int8 model was validated on a {artifact.validated_isa} CPU, this one is "
+                      f"{facts.cpu_isa}: its accuracy here is not measured (int8 arithmetic differs between CPU "
+                      "classes); re-export it here to measure it")
     faster = [r for r in others if routes.index(r) < routes.index(best)]
     if faster:
         reason.append(f"faster here: {faster[0].label}, {_make_hint(faster[0].artifact, want)}")
@@ -274,6 +322,8 @@ def open_route(route: Route, artifact: Artifact, device: str | None = None) -> U
         if route.variant == _ORT_TRT:
             providers.insert(0, tensorrt_provider(ORT_TENSORRT_CACHE, index))
         return OrtUpscaler(artifact.path, providers=providers)
+    if route.backend == "openvino":
+        return OvUpscaler(artifact.path, precision=route.precision, cache_dir=OPENVINO_CACHE)
     return TrtUpscaler(artifact.path, device=_cuda_index(device))
 
 

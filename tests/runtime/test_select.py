@@ -31,17 +31,26 @@ from tests.helpers import SMALL, random_srresnet
 
 NO_CUDA = "torch sees no CUDA device"
 NO_TRT = "TensorRT is not available: the tensorrt Python package is not installed"
-CPU_BF16 = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=True)
-CPU_PLAIN = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=False)
-NO_ORT = Facts(NO_CUDA, NO_TRT, "onnxruntime is not installed", (), cpu_bf16=False)
-GPU_ALL = Facts(None, None, None, ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"), True)
-GPU_NO_TRT = Facts(None, NO_TRT, None, ("CUDAExecutionProvider", "CPUExecutionProvider"), False)
+NO_OV = "OpenVINO is not installed: pip install 'sr-deploy[openvino]'"
+CPU_BF16 = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=True, openvino=NO_OV)
+CPU_PLAIN = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), cpu_bf16=False, openvino=NO_OV)
+NO_ORT = Facts(NO_CUDA, NO_TRT, "onnxruntime is not installed", (), cpu_bf16=False, openvino=NO_OV)
+GPU_ALL = Facts(None, None, None, ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"), True,
+                openvino=NO_OV)
+GPU_NO_TRT = Facts(None, NO_TRT, None, ("CUDAExecutionProvider", "CPUExecutionProvider"), False, openvino=NO_OV)
+#: OpenVINO installed: an AVX-512 BF16 CPU, and an AVX2-only CPU (no VNNI, no native bf16)
+CPU_OV = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), True, openvino=None, cpu_vnni=True,
+               cpu_isa="avx512_bf16")
+AVX2_OV = Facts(NO_CUDA, NO_TRT, None, ("CPUExecutionProvider",), False, openvino=None, cpu_vnni=False,
+                cpu_isa="avx2")
 
 WEIGHTS = Artifact(Path("m.safetensors"), "weights")
 ONNX32 = Artifact(Path("m.onnx"), "onnx", "fp32")
 ONNX16 = Artifact(Path("m-fp16.onnx"), "onnx", "fp16")
 ONNX8 = Artifact(Path("m-int8.onnx"), "onnx", "int8")
 ENGINE16 = Artifact(Path("m.engine"), "engine", "fp16")
+ONNX8_TRT_LAYOUT = Artifact(Path("m-int8-trt.onnx"), "onnx", "int8", layout="tensorrt", validated_isa="avx2")
+ONNX8_VNNI = Artifact(Path("m-int8-ort.onnx"), "onnx", "int8", layout="ort-cpu", validated_isa="avx512_vnni")
 
 
 def test_ranking_is_data_with_its_source() -> None:
@@ -81,6 +90,17 @@ def test_ranking_is_data_with_its_source() -> None:
          "2.43x"),
         (WEIGHTS, GPU_ALL, {"device": "cuda:1", "precision": "bf16"},
          ("torch", "cuda", "bf16", "channels_last+cudagraph"), "bf16"),
+        (ONNX32, CPU_OV, {}, ("openvino", "cpu", "fp32", "CPU"), "fastest fp32 route for this onnx file"),
+        (ONNX32, CPU_OV, {"precision": "bf16"}, ("openvino", "cpu", "bf16", "CPU"), "fastest bf16"),
+        (ONNX32, CPU_OV, {"backend": "onnxruntime"}, ("onnxruntime", "cpu", "fp32", "CPUExecutionProvider"),
+         "fastest"),
+        (ONNX16, AVX2_OV, {}, ("openvino", "cpu", "fp16", "CPU"), "fastest fp16"),
+        (ONNX8_TRT_LAYOUT, AVX2_OV, {}, ("onnxruntime", "cpu", "int8", "CPUExecutionProvider"),
+         "; openvino int8 on cpu (CPU) (OpenVINO on symmetric int8 activations"),
+        (ONNX8_TRT_LAYOUT, CPU_OV, {}, ("openvino", "cpu", "int8", "CPU"), "validated on a avx2 CPU, this one is "
+         "avx512_bf16"),
+        (ONNX8_VNNI, AVX2_OV, {}, ("openvino", "cpu", "int8", "CPU"), "NOTE: this int8 model was validated on a "
+         "avx512_vnni CPU, this one is avx2: its accuracy here is not measured"),
     ],
 )
 def test_decisions(artifact: Artifact, facts: Facts, request_: dict[str, str], expected: tuple[str, ...],
@@ -88,7 +108,7 @@ def test_decisions(artifact: Artifact, facts: Facts, request_: dict[str, str], e
     sel = decide(artifact, facts, **request_)
     assert (sel.route.backend, sel.route.device, sel.route.precision, sel.route.variant) == expected
     assert in_reason in sel.reason
-    assert sel.candidates[0] == sel.route and all(facts.unavailable(r) is None for r in sel.candidates)
+    assert sel.candidates[0] == sel.route and all(facts.unavailable(r, artifact) is None for r in sel.candidates)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +121,12 @@ def test_decisions(artifact: Artifact, facts: Facts, request_: dict[str, str], e
          "torch fp16 on cuda .*: torch sees no CUDA device; this machine can run onnxruntime fp16 on cpu"),
         (ONNX32, CPU_BF16, {"precision": "int8"}, ValueError,
          "m.onnx holds an ONNX graph in fp32; for int8: export it first"),
-        (ONNX32, CPU_BF16, {"precision": "bf16"}, ValueError, "for bf16: run from the .safetensors/.pt weights"),
+        (ONNX32, CPU_BF16, {"precision": "bf16"}, BackendUnavailable,
+         "openvino bf16 on cpu .CPU.: OpenVINO is not installed.*this machine can run torch bf16 on cpu "
+         ".channels_last.: run from the .safetensors/.pt weights"),
+        (ONNX32, AVX2_OV, {"precision": "bf16"}, BackendUnavailable, "openvino bf16 on cpu .CPU.: this CPU has no "
+         "AVX-512 BF16 or AMX"),
+        (ONNX16, CPU_OV, {"precision": "bf16"}, ValueError, "m-fp16.onnx holds an ONNX graph in fp16; for bf16"),
         (ONNX32, CPU_BF16, {"backend": "torch"}, BackendUnavailable,
          "m.onnx holds an ONNX graph; the torch backend does not run those in fp32; this machine can run torch "
          "fp32 on cpu .*run from the .safetensors"),
@@ -156,7 +181,11 @@ def test_real_auto_load_of_weights_on_this_machine(small_weights: Path) -> None:
 
 def test_real_load_of_onnx_and_explicit_backends(small_weights: Path, small_onnx: Path) -> None:
     up, sel = load_selected(small_onnx)
-    assert isinstance(up, OrtUpscaler) and up.precision == "fp32" and "onnxruntime fp32" in sel.reason
+    auto = "onnxruntime" if machine_facts().openvino else "openvino"  # the static order: OpenVINO first on a CPU
+    assert up.name == f"{auto}-fp32[CPU]" and up.precision == "fp32" and f"{auto} fp32" in sel.reason
+    ort, sel = load_selected(small_onnx, backend="onnxruntime")
+    assert isinstance(ort, OrtUpscaler) and np.abs(up.run(np.ones((1, 3, 8, 8), np.float32))
+                                                   - ort.run(np.ones((1, 3, 8, 8), np.float32))).max() <= 1e-4
     assert isinstance(load(small_weights, backend="torch"), TorchUpscaler)
     with pytest.raises(BackendUnavailable, match="export onnx"):
         load(small_weights, backend="onnxruntime")
@@ -188,3 +217,7 @@ def test_no_model_without_the_shipped_default_is_a_clear_error() -> None:
 def test_bicubic_baseline_still_loads() -> None:
     up = load("bicubic", scale=2)
     assert up.name == "bicubic" and up.run(np.zeros((1, 3, 4, 4), np.float32)).shape == (1, 3, 8, 8)
+    same, selection = load_selected("bicubic", scale=3)  # load_selected takes what load takes
+    assert same.scale == 3 and same.descriptor.architecture == "bicubic" and "baseline" in selection.reason
+    with pytest.raises(ValueError, match="bicubic scale must be an integer >= 2, got 0"):
+        load("bicubic", scale=0)

@@ -1,0 +1,108 @@
+"""OpenVINO backend (CPU): an sr-deploy ONNX model compiled by OpenVINO's CPU plugin, plus its runner.
+
+The model comes from the project's own ONNX files: fp32 from the fp32 ONNX (computed in float32:
+``INFERENCE_PRECISION_HINT=f32``, so it matches ONNX Runtime and PyTorch), bf16 from the same fp32
+ONNX where the CPU has native bf16 (AVX-512 BF16 or AMX: the hint ``bf16``), fp16 from the fp16
+ONNX (computed in float32 on CPUs: OpenVINO upcasts), and int8 from a Q/DQ ONNX (OpenVINO fuses
+the Q/DQ pairs into int8 kernels; the rest runs in float32). Compiled models are cached on disk
+(``CACHE_DIR``) so the second load of a model skips compilation. The model keeps its dynamic batch,
+height and width, so any tile shape runs without recompiling; each thread gets its own infer
+request. Installed by the ``openvino`` extra; absent, :class:`~sr_deploy.errors.BackendUnavailable`
+says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sr_deploy.backends import onnx_metadata
+from sr_deploy.backends.base import Upscaler
+from sr_deploy.errors import BackendUnavailable, ModelFileError
+from sr_deploy.hardware import cpu_has_bf16
+from sr_deploy.models.descriptor import ModelDescriptor
+
+#: Inference precision -> OpenVINO ``INFERENCE_PRECISION_HINT`` for each ONNX file precision it runs from.
+HINTS = {("fp32", "fp32"): "f32", ("fp32", "bf16"): "bf16", ("fp16", "fp16"): "f32", ("int8", "int8"): "f32"}
+INSTALL = "OpenVINO is not installed: pip install 'sr-deploy[openvino]'"
+
+
+def openvino_module() -> Any:
+    """The ``openvino`` module; :class:`BackendUnavailable` saying how to install it when it is missing."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendUnavailable(f"{INSTALL} ({exc})") from None
+    return openvino
+
+
+def openvino_unavailable_reason() -> str | None:
+    """Why OpenVINO cannot run here (None when it can)."""
+    try:
+        openvino_module()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+class OvUpscaler(Upscaler):
+    """An sr-deploy ONNX file compiled by OpenVINO for the CPU.
+
+    ``precision``: what to compute in (default: the file's own precision); ``bf16`` runs an fp32
+    file with bf16 compute and needs a CPU with native bf16. ``threads``: inference threads (0:
+    OpenVINO's default, every core). ``cache_dir``: compiled-model cache (None: no cache).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        precision: str | None = None,
+        threads: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        ov = openvino_module()
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"ONNX model {p} does not exist")
+        props = onnx_metadata.file_props(p)
+        if onnx_metadata.DESCRIPTOR not in props:
+            raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{onnx_metadata.DESCRIPTOR}')")
+        self.descriptor = ModelDescriptor.from_json(props[onnx_metadata.DESCRIPTOR])
+        stored = props.get(onnx_metadata.PRECISION, "fp32")
+        self.precision = precision or stored
+        hint = HINTS.get((stored, self.precision))
+        if hint is None:
+            runs = ", ".join(want for have, want in HINTS if have == stored)
+            raise ValueError(f"OpenVINO runs {p} ({stored}) in {runs}, not {self.precision}")
+        if hint == "bf16" and not cpu_has_bf16():
+            raise BackendUnavailable("this CPU has no AVX-512 BF16 or AMX: OpenVINO bf16 would be emulated")
+        core = ov.Core()
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self._compiled: Any = core.compile_model(core.read_model(str(p)), "CPU", config)
+        self._local = threading.local()
+        self.device, self.path = "cpu", p
+        self.name = f"openvino-{self.precision}[CPU]"
+
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        request = self._request()
+        request.infer({0: batch})
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request reuses its buffer
+
+    def _release(self) -> None:
+        """Drop the compiled model and every thread's infer request."""
+        self._compiled, self._local = None, threading.local()
