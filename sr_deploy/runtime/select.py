@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +30,13 @@ from sr_deploy.errors import BackendUnavailable, ModelFileError
 from sr_deploy.hardware import tensorrt_unavailable_reason, this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
+from sr_deploy.runtime.convert import CONVERTIBLE, cache_root, convert
 from sr_deploy.vocabulary import AUTO, PRECISIONS, check_choice, check_device
 from sr_deploy.vocabulary import BACKENDS as ENGINES
 
 BACKENDS = (AUTO, *ENGINES)
 ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_MODEL = "srresnet-x4"
-CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr-deploy"
-ORT_TENSORRT_CACHE = CACHE_ROOT / "ort-tensorrt"
-OPENVINO_CACHE = CACHE_ROOT / "openvino"
 
 
 @dataclass(frozen=True)
@@ -240,12 +239,15 @@ def decide(
     backend: str = AUTO,
     precision: str | None = None,
     device: str | None = None,
+    convert: bool = False,
 ) -> Selection:
     """Choose the route for ``artifact`` on a machine with ``facts`` (pure: no I/O).
 
     ``precision``: None runs the file's own precision (fp32 for weights). ``device``: None,
-    ``cpu``, ``cuda`` or ``cuda:N``. Raises ValueError for a request that makes no sense for the
-    file, :class:`BackendUnavailable` when nothing requested can run here (saying what is missing).
+    ``cpu``, ``cuda`` or ``cuda:N``. ``convert``: routes that run ONNX files or engines made from
+    weights on first use (:mod:`sr_deploy.runtime.convert`) count as fitting a weights file. Raises
+    ValueError for a request that makes no sense for the file, :class:`BackendUnavailable` when
+    nothing requested can run here (saying what is missing).
     """
     check_choice(backend, BACKENDS, "backend")
     if precision is not None:
@@ -266,6 +268,8 @@ def decide(
         raise BackendUnavailable(f"{want} is not offered by {where} (offered: {', '.join(offered) or 'nothing'})")
 
     def fits(r: Route) -> bool:
+        if convert and artifact.kind == "weights" and r.file_precision in CONVERTIBLE.get(r.artifact, ()):
+            return True
         return r.artifact == artifact.kind and artifact.precision in (None, r.file_precision)
 
     def why_not(r: Route) -> str | None:
@@ -286,6 +290,8 @@ def decide(
         raise BackendUnavailable(f"cannot run {artifact.path} ({want}) with {where} here: {missing}{instead}")
     best = usable[0]
     reason = [f"{best.label}: the fastest {want} route for this {artifact.kind} file on this machine"]
+    if best.artifact != artifact.kind:
+        reason.append(f"runs a {best.file_precision} {best.artifact} made from the weights on first use (cached)")
     if best.speedup is not None:
         reason.append(f"measured {best.speedup:.2f}x torch fp32 on the reference CPU")
     skipped = [f"{r.label} ({why_not(r)})" for r in fitting[: fitting.index(best)]]
@@ -305,9 +311,16 @@ def _cuda_index(device: str | None) -> int:
     return int(device.split(":")[1]) if device and ":" in device else 0
 
 
-def open_route(route: Route, artifact: Artifact, device: str | None = None) -> Upscaler:
+def open_route(
+    route: Route, artifact: Artifact, device: str | None = None, log: Callable[[str], None] | None = None
+) -> Upscaler:
     """Construct the upscaler for ``route`` over ``artifact`` (``device``: ``cuda:N`` picks the GPU).
-    Torch options come from ``route.variant`` (``channels_last``, ``cudagraph``, joined by ``+``)."""
+    Torch options come from ``route.variant`` (``channels_last``, ``cudagraph``, joined by ``+``). A
+    route that runs another kind of file than ``artifact`` (weights) converts it first, once
+    (:func:`~sr_deploy.runtime.convert.convert`; ``log`` hears about it)."""
+    if route.artifact != artifact.kind:
+        artifact = Artifact(convert(artifact.path, route.artifact, route.file_precision, log), route.artifact,
+                            route.file_precision)
     if route.backend == "torch":
         net, desc = load_weights(artifact.path)
         options = route.variant.split("+")
@@ -320,10 +333,10 @@ def open_route(route: Route, artifact: Artifact, device: str | None = None) -> U
         if route.variant in (_ORT_CUDA, _ORT_TRT):
             providers.insert(0, cuda_provider(index))
         if route.variant == _ORT_TRT:
-            providers.insert(0, tensorrt_provider(ORT_TENSORRT_CACHE, index))
+            providers.insert(0, tensorrt_provider(cache_root() / "ort-tensorrt", index))
         return OrtUpscaler(artifact.path, providers=providers)
     if route.backend == "openvino":
-        return OvUpscaler(artifact.path, precision=route.precision, cache_dir=OPENVINO_CACHE)
+        return OvUpscaler(artifact.path, precision=route.precision, cache_dir=cache_root() / "openvino")
     return TrtUpscaler(artifact.path, device=_cuda_index(device))
 
 
@@ -337,11 +350,15 @@ def load_selected(
     precision: str | None = None,
     device: str | None = None,
     scale: int = 4,
+    convert: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Upscaler, Selection]:
     """:func:`load` that also returns the :class:`Selection` (with the reason to print).
 
-    When the chosen route fails to start (e.g. the TensorRT execution provider cannot load its
-    libraries), the next candidate of the same request is tried and the reason says so.
+    ``convert``: whether a weights file may run on an ONNX or engine backend through a file made on
+    first use (None: yes when ``backend`` names one, no for ``auto``). When the chosen route fails
+    to start (e.g. the TensorRT execution provider cannot load its libraries), the next candidate of
+    the same request is tried and the reason says so.
     """
     if model is not None and os.fspath(model) == "bicubic":
         artifact = Artifact(Path("bicubic"), "bicubic")
@@ -349,11 +366,13 @@ def load_selected(
                               (BICUBIC_ROUTE,))
         return BicubicUpscaler(scale), selection
     artifact = identify(model)
-    selection = decide(artifact, machine_facts(), backend, precision, device)
+    if convert is None:
+        convert = backend != AUTO
+    selection = decide(artifact, machine_facts(), backend, precision, device, convert)
     failures: list[str] = []
     for route in selection.candidates:
         try:
-            upscaler = open_route(route, artifact, device)
+            upscaler = open_route(route, artifact, device, log)
         except BackendUnavailable as exc:
             failures.append(f"{route.label} failed to start: {exc}")
             continue
@@ -370,6 +389,7 @@ def load(
     precision: str | None = None,
     device: str | None = None,
     scale: int = 4,
+    convert: bool | None = None,
 ) -> Upscaler:
     """Load ``model`` on the fastest route for ``precision`` (see :func:`decide`); use the result as a
     context manager (or call ``close()``) to free it.
@@ -378,6 +398,7 @@ def load(
     weights (PyTorch), an ``.onnx`` file (ONNX Runtime: CPU, CUDA or TensorRT execution provider),
     an ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times).
     ``backend``: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``. ``device``: ``cpu``,
-    ``cuda`` or ``cuda:N`` (None: the fastest here).
+    ``cuda`` or ``cuda:N`` (None: the fastest here). ``convert``: with weights and an ONNX or TensorRT
+    backend, make that file on first use and reuse it (None: when ``backend`` is named).
     """
-    return load_selected(model, backend, precision, device, scale)[0]
+    return load_selected(model, backend, precision, device, scale, convert)[0]

@@ -1,0 +1,56 @@
+"""Conversion on demand: a weights file runs on an ONNX backend through a file made once and reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sr_deploy.artifacts import sha256_file
+from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.errors import BackendUnavailable
+from sr_deploy.models import save_weights
+from sr_deploy.runtime.convert import cache_root, convert, converted_path
+from sr_deploy.runtime.select import load_selected
+from tests.helpers import SMALL, random_srresnet
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_named_onnx_backend_converts_weights_once_and_reuses_the_file(small_weights: Path, cache: Path) -> None:
+    assert cache_root() == cache
+    notes: list[str] = []
+    up, selection = load_selected(small_weights, backend="onnxruntime", log=notes.append)
+    assert isinstance(up, OrtUpscaler) and up.precision == "fp32"
+    assert "made from the weights on first use" in selection.reason
+    made = converted_path(small_weights, "onnx", "fp32")
+    assert made.parent == cache / "converted" and made.is_file() and any("first use" in n for n in notes)
+    stamp = made.stat().st_mtime_ns
+    again, _ = load_selected(small_weights, backend="onnxruntime", log=notes.append)
+    assert made.stat().st_mtime_ns == stamp and len([n for n in notes if "exporting" in n]) == 1  # reused
+    x = np.random.default_rng(0).random((1, 3, 9, 11), dtype=np.float32)
+    torch_up, _ = load_selected(small_weights, backend="torch")
+    assert np.abs(again.run(x) - torch_up.run(x)).max() <= 1e-4
+
+
+def test_conversion_key_follows_the_weights_and_precision(small_weights: Path, tmp_path: Path, cache: Path) -> None:
+    other = save_weights(random_srresnet(seed=1), SMALL, tmp_path / "small-x4.safetensors")  # same name, new weights
+    assert converted_path(other, "onnx", "fp32") != converted_path(small_weights, "onnx", "fp32")
+    assert sha256_file(small_weights)[:20] in converted_path(small_weights, "onnx", "fp32").name
+    fp16 = convert(small_weights, "onnx", "fp16")
+    assert fp16 == converted_path(small_weights, "onnx", "fp16") and fp16.is_file()
+    assert converted_path(small_weights, "onnx", "fp32").is_file()  # fp16 is made from the cached fp32
+    with pytest.raises(ValueError, match="no conversion of weights to a int8 onnx"):
+        converted_path(small_weights, "onnx", "int8")
+
+
+def test_auto_does_not_convert_and_conversion_can_be_refused(small_weights: Path, cache: Path) -> None:
+    up, selection = load_selected(small_weights)
+    assert up.name.startswith("torch") and not (cache / "converted").exists()
+    with pytest.raises(BackendUnavailable, match="export onnx"):
+        load_selected(small_weights, backend="onnxruntime", convert=False)
