@@ -1,4 +1,4 @@
-"""The TensorRT type check fails on a misspelled TensorRT call (so a green check means something)."""
+"""tests/typecheck_tensorrt.sh fails on a misspelled TensorRT call (so a green check means something)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "typecheck_tensorrt.sh"
 
 

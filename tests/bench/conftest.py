@@ -1,4 +1,4 @@
-"""Fixtures of the bench tests: a tiny model, its fp32 ONNX export, and one small bench run."""
+"""Fixtures of the bench tests: a tiny random model, its fp32 ONNX export, and one small bench run."""
 
 from __future__ import annotations
 
@@ -10,26 +10,28 @@ from sr_deploy.bench.config import BenchConfig
 from sr_deploy.export.onnx import export_onnx
 from tests.helpers import save_tiny_model
 
-#: Smallest useful bench: one size, batch 1 and 2, three timed runs, one image.
-SMALL = {"sizes": ((16, 16),), "batches": (1, 2), "max_batch_pixels": 2 * 16 * 16, "warmup": 1, "repeats": 3,
-         "max_attempts": 1, "budget_s": 1.0, "max_images": 1}
+#: Smallest useful bench settings: one size, batch 1 and 2, three timed runs, one image.
+SMALL_BENCH = {"sizes": ((16, 16),), "batches": (1, 2), "max_batch_pixels": 2 * 16 * 16, "warmup": 1,
+               "repeats": 3, "max_attempts": 1, "budget_s": 1.0, "max_images": 1}
 
 
 @pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def random_tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`tests.helpers.save_tiny_model`: a random SRResNet(8 features, 1 block) x4."""
     return save_tiny_model(tmp_path_factory.mktemp("bench-tiny") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_weights: Path) -> Path:
-    return export_onnx(tiny_weights, tiny_weights.with_suffix(".fp32.onnx")).path
+def random_tiny_onnx(random_tiny_weights: Path) -> Path:
+    return export_onnx(random_tiny_weights, random_tiny_weights.with_suffix(".fp32.onnx")).path
 
 
 @pytest.fixture(scope="session")
-def bench_results(tiny_weights: Path, tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bench_results(random_tiny_weights: Path, random_tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder of the tiny model: torch variants, ORT fp32 and TensorRT (not available here)."""
     from sr_deploy.bench.run import run_bench
 
     out = tmp_path_factory.mktemp("bench-results")
-    run_bench(BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx),), **SMALL), out, log=lambda _m: None)
+    config = BenchConfig(model=str(random_tiny_weights), onnx=(str(random_tiny_onnx),), **SMALL_BENCH)
+    run_bench(config, out, log=lambda _m: None)
     return out

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
 
 from sr_deploy.bench.divergence import localize_divergence, observed_modules
 from sr_deploy.data import embedded_images
 from sr_deploy.data.crops import lr_crops
 from sr_deploy.models import load_weights
-from tests.helpers import save_tiny_model
+from tests.helpers import perturb_conv, save_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -21,29 +19,19 @@ def batch() -> np.ndarray:
     return lr_crops(embedded_images("eval"), 4, 1, 24, 20, seed=0)
 
 
-def perturb_conv(src: Path, dst: Path, k: int) -> str:
-    """Copy ``src`` with the weights of its k-th Conv node scaled by 1.5; returns the node name."""
-    model = onnx.load(str(src))
-    conv = [n for n in model.graph.node if n.op_type == "Conv"][k]
-    init = next(t for t in model.graph.initializer if t.name == conv.input[1])
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.5), init.name))
-    onnx.save(model, str(dst))
-    return conv.name
-
-
-def test_faithful_export_does_not_diverge(tiny_weights: Path, tiny_onnx: Path, batch: np.ndarray) -> None:
-    net, _ = load_weights(tiny_weights)
-    report = localize_divergence(tiny_onnx, net, batch, "fp32")
+def test_faithful_export_does_not_diverge(random_tiny_weights: Path, random_tiny_onnx: Path, batch: np.ndarray) -> None:
+    net, _ = load_weights(random_tiny_weights)
+    report = localize_divergence(random_tiny_onnx, net, batch, "fp32")
     assert report.first is None, report.summary()
     assert len(report.layers) == len(observed_modules(net))
     assert max(layer.rel_l2 for layer in report.layers) < 1e-5
 
 
 @pytest.mark.parametrize("k", [2, 4])
-def test_perturbed_conv_is_named(tiny_weights: Path, tiny_onnx: Path, batch: np.ndarray, tmp_path: Path,
+def test_perturbed_conv_is_named(random_tiny_weights: Path, random_tiny_onnx: Path, batch: np.ndarray, tmp_path: Path,
                                  k: int) -> None:
-    node = perturb_conv(tiny_onnx, tmp_path / "broken.onnx", k)
-    net, _ = load_weights(tiny_weights)
+    node = perturb_conv(random_tiny_onnx, tmp_path / "broken.onnx", k)
+    net, _ = load_weights(random_tiny_weights)
     report = localize_divergence(tmp_path / "broken.onnx", net, batch, "fp32")
     first = report.first
     assert first is not None and first.index == k and first.onnx_node == node
@@ -53,17 +41,17 @@ def test_perturbed_conv_is_named(tiny_weights: Path, tiny_onnx: Path, batch: np.
     assert conv_name in report.summary() or watched in report.summary()
 
 
-def test_batchnorm_is_compared_after_folding(tiny_weights: Path) -> None:
-    net, _ = load_weights(tiny_weights)
+def test_batchnorm_is_compared_after_folding(random_tiny_weights: Path) -> None:
+    net, _ = load_weights(random_tiny_weights)
     watched = [w for _, w, _ in observed_modules(net)]
     # conv -> BN pairs are observed at the BN (the export folds BN into the conv)
     assert "blocks.0.body.1" in watched and "blocks.0.body.0" not in watched
     assert "head.0" in watched and "tail" in watched
 
 
-def test_a_different_network_is_rejected(tiny_onnx: Path, batch: np.ndarray, tmp_path: Path) -> None:
+def test_a_different_network_is_rejected(random_tiny_onnx: Path, batch: np.ndarray, tmp_path: Path) -> None:
     other = save_tiny_model(tmp_path / "other.safetensors")
     net, _ = load_weights(other)
     net.blocks = net.blocks[:0]  # drop the residual block: fewer convolutions than the graph
     with pytest.raises(ValueError, match="not the same network"):
-        localize_divergence(tiny_onnx, net, batch)
+        localize_divergence(random_tiny_onnx, net, batch)

@@ -25,8 +25,8 @@ def test_summarize_known_durations() -> None:
         summarize([])
 
 
-def test_measure_real_onnx_run(tiny_onnx: Path) -> None:
-    upscaler = load(tiny_onnx, backend="onnxruntime")
+def test_measure_real_onnx_run(random_tiny_onnx: Path) -> None:
+    upscaler = load(random_tiny_onnx, backend="onnxruntime")
     batch = np.random.default_rng(0).random((2, 3, 12, 10), dtype=np.float32)
     s = measure(upscaler, batch, warmup=1, repeats=4, max_attempts=2)
     assert (s.batch, s.height, s.width) == (2, 12, 10)

@@ -10,13 +10,14 @@ from typer.testing import CliRunner
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
+from tests.helpers import perturb_conv
 
 
-def test_bench_command_torch_only(tiny_weights: Path, tmp_path: Path) -> None:
+def test_bench_command_torch_only(random_tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "{machine}"
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_weights), "--backends", "torch", "--precisions",
-                                      "fp32", "--sizes", "12x16", "--batches", "1", "--repeats", "3", "--quick",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_weights), "--backends", "torch",
+                                      "--precisions", "fp32", "--sizes", "12x16", "--batches", "1", "--repeats", "3",
+                                      "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = Path(result.stdout.strip().splitlines()[-1])
     assert report.name == "report.md" and report.is_file() and "{machine}" not in str(report)
@@ -27,23 +28,21 @@ def test_bench_command_torch_only(tiny_weights: Path, tmp_path: Path) -> None:
     assert (latency["repeats"] == 3).all() and latency.filter(pl.col("status") != "ok").height == 0
 
 
-def test_bench_rejects_onnx_as_reference(tiny_onnx: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_onnx), "--out", str(tmp_path)])
+def test_bench_rejects_onnx_as_reference(random_tiny_onnx: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_onnx), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "needs the PyTorch weights" in result.output
 
 
-def test_bench_rejects_bad_sizes(tiny_weights: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_weights), "--sizes", "12by16"])
+def test_bench_rejects_bad_sizes(random_tiny_weights: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_weights), "--sizes", "12by16"])
     assert result.exit_code == 2 and "HEIGHTxWIDTH" in result.output
 
 
-def test_bench_names_the_diverging_layer_of_a_broken_onnx(tiny_weights: Path, tiny_onnx: Path,
+def test_bench_names_the_diverging_layer_of_a_broken_onnx(random_tiny_weights: Path, random_tiny_onnx: Path,
                                                          tmp_path: Path) -> None:
-    from tests.bench.test_divergence import perturb_conv
-
     broken = tmp_path / "broken.onnx"
-    perturb_conv(tiny_onnx, broken, 3)
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_weights), "--onnx", str(broken), "--backends",
+    perturb_conv(random_tiny_onnx, broken, 3)
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_weights), "--onnx", str(broken), "--backends",
                                       "torch,onnxruntime", "--precisions", "fp32", "--sizes", "12x12", "--batches",
                                       "1", "--quick", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
@@ -53,16 +52,16 @@ def test_bench_names_the_diverging_layer_of_a_broken_onnx(tiny_weights: Path, ti
     assert "first diverging layer: conv #3" in (tmp_path / "r" / "report.md").read_text()
 
 
-def test_bench_holds_one_variant_at_a_time(tiny_weights: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_bench_holds_one_variant_at_a_time(random_tiny_weights: Path, random_tiny_onnx: Path, tmp_path: Path) -> None:
     import gc
     import shutil
 
     from sr_deploy.backends.base import Upscaler
     from sr_deploy.backends.bicubic import BicubicUpscaler
     from sr_deploy.bench.run import run_bench
-    from tests.bench.conftest import SMALL
+    from tests.bench.conftest import SMALL_BENCH
 
-    copy = shutil.copy(tiny_onnx, tmp_path / "copy.onnx")
+    copy = shutil.copy(random_tiny_onnx, tmp_path / "copy.onnx")
     live: list[list[str]] = []
 
     def log(_line: str) -> None:  # called while each variant is being measured
@@ -70,24 +69,24 @@ def test_bench_holds_one_variant_at_a_time(tiny_weights: Path, tiny_onnx: Path, 
                   and not o._closed]
         live.append([m.name for m in models])
 
-    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx), str(copy)),
-                         backends=("torch", "onnxruntime"), **SMALL)
+    config = BenchConfig(model=str(random_tiny_weights), onnx=(str(random_tiny_onnx), str(copy)),
+                         backends=("torch", "onnxruntime"), **SMALL_BENCH)
     run_bench(config, tmp_path / "r", log=log)
     assert max(len(names) for names in live) == 1
     assert {n for names in live for n in names} >= {"torch-fp32", "onnxruntime-fp32[CPU]"}
     variants = load_table(tmp_path / "r", "variants")
     assert variants.filter(pl.col("backend") == "onnxruntime")["variant"].to_list() == [
-        f"onnxruntime-fp32 ({tiny_onnx.stem})", "onnxruntime-fp32 (copy)"]
+        f"onnxruntime-fp32 ({random_tiny_onnx.stem})", "onnxruntime-fp32 (copy)"]
     assert (variants["device"] == "cpu").all() and variants["load_s"].is_not_null().all()
     latency = load_table(tmp_path / "r", "latency")
     assert (latency["peak_rss_mb"] - latency["rss_increase_mb"] > 50).all()  # the process baseline: python, torch
     assert sorted(p.name for p in (tmp_path / "r" / "crops").iterdir()) == ["bicubic.png", "fp32.png", "hr.png"]
 
 
-def test_bench_log_keeps_brackets(tiny_weights: Path, tmp_path: Path) -> None:
+def test_bench_log_keeps_brackets(random_tiny_weights: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad[gpu].onnx"
     bad.write_bytes(b"not an onnx file")
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_weights), "--onnx", str(bad), "--backends",
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_weights), "--onnx", str(bad), "--backends",
                                       "torch,onnxruntime", "--precisions", "fp32", "--sizes", "12x12", "--batches",
                                       "1", "--quick", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output

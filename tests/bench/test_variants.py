@@ -41,25 +41,25 @@ def test_unique_names_leave_distinct_names_alone() -> None:
     assert [v.name for v in variants] == [REFERENCE, "onnxruntime-fp32"]
 
 
-def test_plan_reads_precision_without_loading_and_names_files(tiny_weights: Path, tiny_onnx: Path,
+def test_plan_reads_precision_without_loading_and_names_files(random_tiny_weights: Path, random_tiny_onnx: Path,
                                                               tmp_path: Path) -> None:
-    copy = shutil.copy(tiny_onnx, tmp_path / "copy.onnx")
+    copy = shutil.copy(random_tiny_onnx, tmp_path / "copy.onnx")
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx file")
-    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx), str(copy), str(garbage)),
+    config = BenchConfig(model=str(random_tiny_weights), onnx=(str(random_tiny_onnx), str(copy), str(garbage)),
                          backends=("torch", "onnxruntime"), precisions=("fp32",))
     variants = plan_variants(config)
     assert [v.name for v in variants] == [REFERENCE, "torch-fp32+channels_last",
-                                          f"onnxruntime-fp32 ({tiny_onnx.stem})", "onnxruntime-fp32 (copy)",
+                                          f"onnxruntime-fp32 ({random_tiny_onnx.stem})", "onnxruntime-fp32 (copy)",
                                           "onnxruntime-?"]
     assert all(v.load_s is None and v.device is None for v in variants)  # planned, nothing loaded
     bad = variants[-1]
     assert bad.status == "failed" and str(garbage) in bad.reason and bad.open() is None
 
 
-def test_open_then_close_releases_the_session(tiny_weights: Path, tiny_onnx: Path) -> None:
-    config = BenchConfig(model=str(tiny_weights), onnx=(str(tiny_onnx),), backends=("torch", "onnxruntime"),
-                         precisions=("fp32",))
+def test_open_then_close_releases_the_session(random_tiny_weights: Path, random_tiny_onnx: Path) -> None:
+    config = BenchConfig(model=str(random_tiny_weights), onnx=(str(random_tiny_onnx),),
+                         backends=("torch", "onnxruntime"), precisions=("fp32",))
     v = plan_variants(config)[-1]
     with v.opened() as up:
         assert isinstance(up, OrtUpscaler) and up.session is not None

@@ -11,7 +11,7 @@ import polars as pl
 from sr_deploy.data.datasets import embedded_images
 from sr_deploy.data.image_io import read_image, write_image
 from sr_deploy.export.onnx import export_onnx
-from sr_deploy.models import ModelDescriptor, SRResNet, save_weights
+from tests.helpers import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,7 @@ def _folder(path: Path, split: str, count: int) -> Path:
 
 
 def test_int8_calibration_table(tmp_path: Path) -> None:
-    desc = ModelDescriptor(scale=4, num_features=8, num_blocks=1, name="tiny-x4")
-    weights = save_weights(SRResNet(4, num_features=8, num_blocks=1).eval(), desc, tmp_path / "tiny.safetensors")
+    weights = save_tiny_model(tmp_path / "tiny.safetensors")
     fp32 = export_onnx(weights, tmp_path / "tiny.onnx").path
     calib, data = _folder(tmp_path / "calib", "train", 2), _folder(tmp_path / "Set1", "eval", 1)
     out = tmp_path / "results"

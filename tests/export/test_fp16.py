@@ -21,8 +21,8 @@ from sr_deploy.runtime import load
 BLOCK0 = "/blocks/blocks.0/body/body"
 
 
-def test_fp16_export_of_a_trained_model(tiny_onnx: Path, tmp_path: Path) -> None:
-    result = export_fp16(tiny_onnx, tmp_path / "m.fp16.onnx", num_images=2)
+def test_fp16_export_of_a_trained_model(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    result = export_fp16(trained_tiny_onnx, tmp_path / "m.fp16.onnx", num_images=2)
     assert result.fp32_nodes == {} and result.parity.passed
     model = onnx.load(str(result.path))
     assert meta.read_props(model)[meta.PRECISION] == "fp16"
@@ -33,15 +33,15 @@ def test_fp16_export_of_a_trained_model(tiny_onnx: Path, tmp_path: Path) -> None
     assert all(inits[c.input[1]].data_type == onnx.TensorProto.FLOAT16 for c in convs)
     up = load(result.path)
     assert up.precision == "fp16"
-    x = parity_inputs(meta.load_sr_onnx(tiny_onnx)[1].scale)[1]
-    np.testing.assert_allclose(up.run(x), load(tiny_onnx).run(x), atol=2e-2)
+    x = parity_inputs(meta.load_sr_onnx(trained_tiny_onnx)[1].scale)[1]
+    np.testing.assert_allclose(up.run(x), load(trained_tiny_onnx).run(x), atol=2e-2)
 
 
 @pytest.fixture(scope="module")
-def overflow_onnx(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def overflow_onnx(trained_tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with block 0's first conv scaled by 1e7 and its second conv by 1e-7: same
     output (PReLU is positively homogeneous), but weights and activations of ~1e6 inside block 0."""
-    net, desc = load_weights(tiny_weights)
+    net, desc = load_weights(trained_tiny_weights)
     conv1, bn1, _, conv2, _ = net.blocks[0].body
     k = 1e7
     with torch.no_grad():
@@ -78,12 +78,12 @@ def test_overflow_detection_keeps_nodes_in_fp32(overflow_onnx: Path, tmp_path: P
     assert f"{BLOCK0}.2/PRelu" in props[meta.FP32_NODES]
 
 
-def test_fp16_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_fp16_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="missing.onnx does not exist"):
         export_fp16(tmp_path / "missing.onnx", tmp_path / "o.onnx")
-    half = export_fp16(tiny_onnx, tmp_path / "h.onnx", num_images=1).path
+    half = export_fp16(trained_tiny_onnx, tmp_path / "h.onnx", num_images=1).path
     with pytest.raises(ModelFileError, match="h.onnx is a fp16 model"):
         export_fp16(half, tmp_path / "o.onnx")
     with pytest.raises(ExportError, match="calibration images: .*nodir"):
-        export_fp16(tiny_onnx, tmp_path / "o.onnx", calib=tmp_path / "nodir")
+        export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", calib=tmp_path / "nodir")
     assert not (tmp_path / "o.onnx").exists()

@@ -12,7 +12,7 @@ from sr_deploy.compare import Tolerance
 from sr_deploy.data.crops import parity_inputs
 from sr_deploy.errors import ParityError
 from sr_deploy.export.gate import require, run_compare
-from sr_deploy.models import ModelDescriptor
+from tests.helpers import TINY_TRAINED
 
 
 def test_parity_inputs_are_real_crops_at_two_sizes() -> None:
@@ -25,15 +25,15 @@ def test_parity_inputs_are_real_crops_at_two_sizes() -> None:
     ]
 
 
-def test_gate_fails_on_a_broken_node(tiny_onnx: Path, tmp_path: Path) -> None:
-    model = onnx.load(str(tiny_onnx))
+def test_gate_fails_on_a_broken_node(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(trained_tiny_onnx))
     conv = next(n for n in model.graph.node if n.op_type == "Conv" and "blocks.1" in n.name)
     init = next(t for t in model.graph.initializer if t.name == conv.input[1])
     init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.01, init.name))
-    desc = ModelDescriptor(scale=4, num_features=16, num_blocks=2)
+    desc = TINY_TRAINED
     inputs = parity_inputs(desc.scale)
     gate = Tolerance(min_psnr_db=100.0, atol=1e-4)
-    with OrtUpscaler(tiny_onnx) as ref, OrtUpscaler(tiny_onnx) as same:
+    with OrtUpscaler(trained_tiny_onnx) as ref, OrtUpscaler(trained_tiny_onnx) as same:
         good = run_compare(ref, same, inputs, gate, "same")
         assert good.passed
         require(good, tmp_path / "x.onnx")

@@ -19,7 +19,7 @@ from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges
 from sr_deploy.export.sensitivity import node_work, outputs_of, validation_pairs
 from sr_deploy.runtime import load
 from sr_deploy.scoring import mean_y_psnr
-from tests.export.conftest import TINY
+from tests.helpers import TINY_TRAINED
 
 
 def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
@@ -28,8 +28,8 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
-def test_int8_layouts_run_and_carry_metadata(tiny_onnx: Path, tmp_path: Path, target: str) -> None:
-    result = export_int8(tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2)
+def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: Path, target: str) -> None:
+    result = export_int8(trained_tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2)
     model = onnx.load(str(result.path))
     props = meta.read_props(model)
     assert props[meta.PRECISION] == "int8"
@@ -77,17 +77,19 @@ def _dark_images(folder: Path) -> Path:
     return folder
 
 
-def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_budget_excludes_sensitive_layers_until_within_budget(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     calib = _dark_images(tmp_path / "dark")
     layout = LAYOUTS["ort-cpu"]
-    quantizer = Quantizer(tiny_onnx, compute_ranges(tiny_onnx, calibration_set(calib, 4), layout), layout, tmp_path)
+    ranges = compute_ranges(trained_tiny_onnx, calibration_set(calib, 4), layout)
+    quantizer = Quantizer(trained_tiny_onnx, ranges, layout, tmp_path)
     quantizer.quantize([], tmp_path / "all.onnx")
     pairs = validation_pairs(None, 4)
-    baseline = mean_y_psnr(outputs_of(tiny_onnx, TINY, pairs), pairs, 4)
-    all_int8_drop = baseline - mean_y_psnr(outputs_of(tmp_path / "all.onnx", TINY, pairs), pairs, 4)
+    baseline = mean_y_psnr(outputs_of(trained_tiny_onnx, TINY_TRAINED, pairs), pairs, 4)
+    all_int8_drop = baseline - mean_y_psnr(outputs_of(tmp_path / "all.onnx", TINY_TRAINED, pairs), pairs, 4)
     assert all_int8_drop > 1.0, "calibration was not poor enough"
     budget = all_int8_drop - 0.5
-    result = export_int8(tiny_onnx, tmp_path / "b.int8.onnx", target="ort-cpu", calib=calib, max_psnr_drop=budget)
+    result = export_int8(trained_tiny_onnx, tmp_path / "b.int8.onnx", target="ort-cpu", calib=calib,
+                         max_psnr_drop=budget)
     report = result.budget
     assert report is not None and report.all_int8_drop == pytest.approx(all_int8_drop)
     assert report.within_budget and report.final_drop <= budget
@@ -98,7 +100,7 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     assert report.cuts[len(ranked) - len(report.excluded)] == pytest.approx(report.final_drop)
     assert all(drop > budget for k, drop in report.cuts.items() if k > len(ranked) - len(report.excluded))
     # the written model, measured afresh, is within budget
-    drop = baseline - mean_y_psnr(outputs_of(result.path, TINY, pairs), pairs, 4)
+    drop = baseline - mean_y_psnr(outputs_of(result.path, TINY_TRAINED, pairs), pairs, 4)
     assert drop == pytest.approx(report.final_drop, abs=1e-9)
     assert result.report_path == tmp_path / "b.int8.report.json"
     saved = json.loads(result.report_path.read_text())
@@ -107,8 +109,8 @@ def test_budget_excludes_sensitive_layers_until_within_budget(tiny_onnx: Path, t
     assert calib_meta["excluded_nodes"] == report.excluded
 
 
-def test_node_work_counts_macs_per_lr_pixel(tiny_onnx: Path) -> None:
-    work = node_work(onnx.load(str(tiny_onnx)))
+def test_node_work_counts_macs_per_lr_pixel(trained_tiny_onnx: Path) -> None:
+    work = node_work(onnx.load(str(trained_tiny_onnx)))
     assert work["/head/head.0/Conv"] == 3 * 9 * 9 * 16  # 3 -> 16 channels, 9x9, at LR resolution
     assert work["/blocks/blocks.0/body/body.0/Conv"] == 16 * 3 * 3 * 16
     assert work["/upsample/upsample.1/conv/Conv"] == 16 * 3 * 3 * 64 * 4  # runs at 2x resolution
@@ -116,14 +118,14 @@ def test_node_work_counts_macs_per_lr_pixel(tiny_onnx: Path) -> None:
     assert work["/blocks/blocks.0/Add"] == 16
 
 
-def test_int8_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_int8_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.onnx"
     with pytest.raises(ExportError, match="unknown int8 target 'gpu'"):
-        export_int8(tiny_onnx, out, target="gpu")
+        export_int8(trained_tiny_onnx, out, target="gpu")
     with pytest.raises(ExportError, match="unknown calibration method 'mse'"):
-        export_int8(tiny_onnx, out, method="mse")
+        export_int8(trained_tiny_onnx, out, method="mse")
     with pytest.raises(ExportError, match="calibration images: .*nodir"):
-        export_int8(tiny_onnx, out, calib=tmp_path / "nodir")
+        export_int8(trained_tiny_onnx, out, calib=tmp_path / "nodir")
     notonnx = tmp_path / "model.onnx"
     notonnx.write_bytes(b"\x89PNG not a model")
     res = CliRunner().invoke(app, ["export", "int8", str(notonnx), "-o", str(out)])

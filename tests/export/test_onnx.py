@@ -18,16 +18,16 @@ from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
 
 
-def test_round_trip_dynamic_sizes_and_batches(tiny_weights: Path, tiny_onnx: Path) -> None:
-    model = onnx.load(str(tiny_onnx))
+def test_round_trip_dynamic_sizes_and_batches(trained_tiny_weights: Path, trained_tiny_onnx: Path) -> None:
+    model = onnx.load(str(trained_tiny_onnx))
     onnx.checker.check_model(model, full_check=True)
     assert {n.op_type for n in model.graph.node} == {"Conv", "PRelu", "Add", "DepthToSpace"}
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     out_dims = [d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim]
     assert (model.graph.input[0].name, dims) == ("lr", ["batch", "", "height", "width"])
     assert (model.graph.output[0].name, out_dims) == ("sr", ["batch", "", "out_height", "out_width"])
-    ort_up = load(tiny_onnx)
-    net, desc = load_weights(tiny_weights)
+    ort_up = load(trained_tiny_onnx)
+    net, desc = load_weights(trained_tiny_weights)
     ref = TorchUpscaler(net, desc)
     rng = np.random.default_rng(0)
     for shape in [(1, 3, 17, 23), (3, 3, 32, 20), (2, 3, 9, 64)]:
@@ -37,20 +37,20 @@ def test_round_trip_dynamic_sizes_and_batches(tiny_weights: Path, tiny_onnx: Pat
         np.testing.assert_allclose(out, ref.run(x), atol=1e-5)
 
 
-def test_metadata_present(tiny_weights: Path, tiny_onnx: Path) -> None:
+def test_metadata_present(trained_tiny_weights: Path, trained_tiny_onnx: Path) -> None:
     from sr_deploy.artifacts import sha256_file
 
-    props = meta.read_props(onnx.load(str(tiny_onnx)))
+    props = meta.read_props(onnx.load(str(trained_tiny_onnx)))
     assert props[meta.PRECISION] == "fp32"
-    assert props[meta.SOURCE_SHA256] == sha256_file(tiny_weights)
-    assert props[meta.SOURCE] == str(tiny_weights)
+    assert props[meta.SOURCE_SHA256] == sha256_file(trained_tiny_weights)
+    assert props[meta.SOURCE] == str(trained_tiny_weights)
     assert props[meta.VERSION]
-    _, desc = load_weights(tiny_weights)
-    assert meta.load_sr_onnx(tiny_onnx)[1] == desc
+    _, desc = load_weights(trained_tiny_weights)
+    assert meta.load_sr_onnx(trained_tiny_onnx)[1] == desc
 
 
-def test_static_size(tiny_weights: Path, tmp_path: Path) -> None:
-    path = export_onnx(tiny_weights, tmp_path / "static.onnx", opset=13, static=(24, 30)).path
+def test_static_size(trained_tiny_weights: Path, tmp_path: Path) -> None:
+    path = export_onnx(trained_tiny_weights, tmp_path / "static.onnx", opset=13, static=(24, 30)).path
     model = onnx.load(str(path))
     assert meta.static_size(model) == (24, 30)
     assert model.opset_import[0].version == 13
@@ -60,8 +60,8 @@ def test_static_size(tiny_weights: Path, tmp_path: Path) -> None:
         up.run(np.zeros((1, 3, 20, 30), np.float32))
 
 
-def test_parity_gate_rejects_nan_weights_and_writes_nothing(tiny_weights: Path, tmp_path: Path) -> None:
-    net, desc = load_weights(tiny_weights)
+def test_parity_gate_rejects_nan_weights_and_writes_nothing(trained_tiny_weights: Path, tmp_path: Path) -> None:
+    net, desc = load_weights(trained_tiny_weights)
     with torch.no_grad():
         net.tail.weight[0, 0, 0, 0] = float("nan")
     broken = save_weights(net, desc, tmp_path / "broken.safetensors")
@@ -74,22 +74,22 @@ def test_parity_gate_rejects_nan_weights_and_writes_nothing(tiny_weights: Path, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.onnx")] == []
 
 
-def test_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         export_onnx(tmp_path / "nope.safetensors", tmp_path / "x.onnx")
     with pytest.raises(ExportError, match="already ONNX"):
-        export_onnx(tiny_onnx, tmp_path / "x.onnx")
+        export_onnx(trained_tiny_onnx, tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
         parse_size("128")
     with pytest.raises(ExportError, match="opset 11 is too old"):
-        export_onnx(tiny_onnx.with_suffix(".safetensors"), tmp_path / "x.onnx", opset=11)
+        export_onnx(trained_tiny_onnx.with_suffix(".safetensors"), tmp_path / "x.onnx", opset=11)
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_cli_export_onnx_and_evaluate(tiny_weights: Path, tmp_path: Path) -> None:
+def test_cli_export_onnx_and_evaluate(trained_tiny_weights: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "cli.onnx"
-    res = runner.invoke(app, ["export", "onnx", str(tiny_weights), "-o", str(out)])
+    res = runner.invoke(app, ["export", "onnx", str(trained_tiny_weights), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "PSNR" in res.output and out.is_file()
     res = runner.invoke(app, ["evaluate", "--model", str(out), "--json"])

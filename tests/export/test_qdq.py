@@ -10,16 +10,15 @@ from sr_deploy.export.calibration import calibration_set
 from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges, float_nodes, quantizable_nodes
 
 
-def test_calibration_methods_give_different_scales(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_calibration_methods_give_different_scales(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     calib = calibration_set(None, 4, num_images=3)
     layout = LAYOUTS["tensorrt"]
     scales = {}
     for method in ("minmax", "percentile", "entropy"):
-        ranges = compute_ranges(tiny_onnx, calib, layout, method, bins=512, percentile=99.9)
+        ranges = compute_ranges(trained_tiny_onnx, calib, layout, method, bins=512, percentile=99.9)
         out = tmp_path / f"{method}.onnx"
-        Quantizer(tiny_onnx, ranges, layout, tmp_path / method if (tmp_path / method).mkdir() is None else "").quantize(
-            [], out
-        )
+        work = tmp_path / method if (tmp_path / method).mkdir() is None else ""
+        Quantizer(trained_tiny_onnx, ranges, layout, work).quantize([], out)
         model = onnx.load(str(out))
         inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         scales[method] = {
@@ -36,16 +35,16 @@ def test_calibration_methods_give_different_scales(tiny_onnx: Path, tmp_path: Pa
     assert not np.allclose(pc, en)
 
 
-def test_quantizable_nodes_and_excluded_stay_float(tiny_onnx: Path, tmp_path: Path) -> None:
-    model = onnx.load(str(tiny_onnx))
+def test_quantizable_nodes_and_excluded_stay_float(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(trained_tiny_onnx))
     layout = LAYOUTS["ort-cpu"]
     nodes = quantizable_nodes(model, layout)
     assert len(nodes) == 11  # 8 convs + 3 adds; the 16->3 output conv is float in this layout
     assert float_nodes(model, layout) == ["/tail/Conv"] and "/tail/Conv" not in nodes
     assert float_nodes(model, LAYOUTS["tensorrt"]) == [] and len(quantizable_nodes(model, LAYOUTS["tensorrt"])) == 12
-    ranges = compute_ranges(tiny_onnx, calibration_set(None, 4, num_images=1), layout)
+    ranges = compute_ranges(trained_tiny_onnx, calibration_set(None, 4, num_images=1), layout)
     out = tmp_path / "q.onnx"
-    Quantizer(tiny_onnx, ranges, layout, tmp_path).quantize([nodes[0]], out)
+    Quantizer(trained_tiny_onnx, ranges, layout, tmp_path).quantize([nodes[0]], out)
     q = onnx.load(str(out))
     head = next(n for n in q.graph.node if n.name == nodes[0])
     producers = {o: n.op_type for n in q.graph.node for o in n.output}

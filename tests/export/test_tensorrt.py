@@ -10,38 +10,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from sr_deploy.backends.base import BackendUnavailable
-from sr_deploy.backends.onnx_metadata import provenance, write_props
 from sr_deploy.backends.trt_profiles import Profile, ProfileError
 from sr_deploy.cli import app
 from sr_deploy.export.tensorrt import build_engine, update_file
 from sr_deploy.hardware import require_tensorrt
-from sr_deploy.models.descriptor import ModelDescriptor
-
-DESC = ModelDescriptor(scale=4, num_blocks=2, num_features=16, size_multiple=2)
-
-
-def sr_onnx(path: Path, desc: ModelDescriptor = DESC, precision: str = "fp16") -> Path:
-    """A tiny sr-deploy ONNX file: nearest-neighbour x``scale`` Resize of ``lr`` with sr-deploy metadata."""
-    scales = numpy_helper.from_array(np.array([1, 1, desc.scale, desc.scale], dtype=np.float32), "scales")
-    node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], name="upsample", mode="nearest")
-    graph = helper.make_graph(
-        [node],
-        "tiny",
-        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", 3, "sH", "sW"])],
-        initializer=[scales],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    write_props(model, provenance(desc, precision, "test", "0" * 64))
-    onnx.save(model, str(path))
-    return path
+from tests.helpers import nearest_onnx
 
 
 def tensorrt_missing() -> bool:
@@ -56,7 +34,7 @@ needs_no_tensorrt = pytest.mark.skipif(not tensorrt_missing(), reason="TensorRT 
 
 
 def test_profiles_are_validated_against_the_onnx_descriptor_before_tensorrt(tmp_path: Path) -> None:
-    onnx_path = sr_onnx(tmp_path / "m.onnx")
+    onnx_path = nearest_onnx(tmp_path / "m.onnx")
     odd = [Profile.parse("1x3x32x32:1x3x63x64:1x3x128x128")]
     with pytest.raises(ProfileError, match="not a multiple of 2"):
         build_engine(onnx_path, tmp_path / "m.engine", profiles=odd)
@@ -70,7 +48,7 @@ def test_profiles_are_validated_against_the_onnx_descriptor_before_tensorrt(tmp_
 
 
 def test_non_sr_deploy_onnx_is_refused_with_its_name(tmp_path: Path) -> None:
-    path = sr_onnx(tmp_path / "plain.onnx")
+    path = nearest_onnx(tmp_path / "plain.onnx")
     model = onnx.load(str(path))
     del model.metadata_props[:]
     onnx.save(model, str(path))
@@ -80,7 +58,7 @@ def test_non_sr_deploy_onnx_is_refused_with_its_name(tmp_path: Path) -> None:
 
 @needs_no_tensorrt
 def test_build_without_tensorrt_says_so_plainly(tmp_path: Path) -> None:
-    onnx_path = sr_onnx(tmp_path / "m.onnx")
+    onnx_path = nearest_onnx(tmp_path / "m.onnx")
     with pytest.raises(BackendUnavailable, match="^TensorRT is not available: "):
         build_engine(onnx_path, tmp_path / "m.engine", profiles=[Profile.parse("1x3x32x32")])
     assert not (tmp_path / "m.engine").exists()
@@ -88,7 +66,7 @@ def test_build_without_tensorrt_says_so_plainly(tmp_path: Path) -> None:
 
 @needs_no_tensorrt
 def test_cli_build_reports_unavailable_tensorrt_and_bad_profiles(tmp_path: Path) -> None:
-    onnx_path = sr_onnx(tmp_path / "m.onnx")
+    onnx_path = nearest_onnx(tmp_path / "m.onnx")
     runner = CliRunner()
     result = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--max", "2x3x256x256"])
     assert result.exit_code == 2 and "TensorRT is not available" in result.output

@@ -10,24 +10,10 @@ import pytest
 import torch
 
 from sr_deploy.artifacts import sha256_file
-from sr_deploy.models import ModelDescriptor, WeightsError, build_model, load_weights, read_state, save_weights
+from sr_deploy.models import ModelDescriptor, WeightsError, load_weights, read_state, save_weights
+from tests.helpers import random_srresnet
 
 DESC = ModelDescriptor(scale=2, num_features=8, num_blocks=2, name="tiny-x2")
-
-
-def trained_looking_model(desc: ModelDescriptor = DESC, seed: int = 0) -> torch.nn.Module:
-    """A model whose BN statistics and PReLU slopes differ from the defaults, in eval mode."""
-    torch.manual_seed(seed)
-    net = build_model(desc)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            assert m.running_mean is not None and m.running_var is not None
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-        elif isinstance(m, torch.nn.PReLU):
-            m.weight.data.uniform_(0.0, 0.5)
-    return net.eval()
 
 
 def outputs(net: torch.nn.Module) -> torch.Tensor:
@@ -37,7 +23,7 @@ def outputs(net: torch.nn.Module) -> torch.Tensor:
 
 
 def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
-    net = trained_looking_model()
+    net = random_srresnet(DESC)
     path = save_weights(net, DESC, tmp_path / "tiny.safetensors", note="unit test")
     loaded, desc = load_weights(path)
     assert desc == DESC and not loaded.training
@@ -51,7 +37,7 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 def test_descriptor_embedded_in_safetensors_is_used_without_sidecar(tmp_path: Path) -> None:
-    net = trained_looking_model()
+    net = random_srresnet(DESC)
     path = save_weights(net, DESC, tmp_path / "tiny.safetensors")
     path.with_suffix(".json").unlink()
     loaded, desc = load_weights(path)
@@ -61,18 +47,18 @@ def test_descriptor_embedded_in_safetensors_is_used_without_sidecar(tmp_path: Pa
 
 def test_save_refuses_other_suffixes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.safetensors"):
-        save_weights(trained_looking_model(), DESC, tmp_path / "tiny.pt")
+        save_weights(random_srresnet(DESC), DESC, tmp_path / "tiny.pt")
 
 
 def test_broken_sidecar(tmp_path: Path) -> None:
-    path = save_weights(trained_looking_model(), DESC, tmp_path / "tiny.safetensors")
+    path = save_weights(random_srresnet(DESC), DESC, tmp_path / "tiny.safetensors")
     path.with_suffix(".json").write_text('{"something": "else"}')
     with pytest.raises(WeightsError, match="tiny.json"):
         read_state(path)
 
 
 def test_weights_that_do_not_match_the_descriptor(tmp_path: Path) -> None:
-    net = trained_looking_model()
+    net = random_srresnet(DESC)
     path = save_weights(net, ModelDescriptor(scale=2, num_features=16, num_blocks=2), tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError, match="do not match the descriptor") as info:
         load_weights(path)
@@ -80,7 +66,7 @@ def test_weights_that_do_not_match_the_descriptor(tmp_path: Path) -> None:
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    net = trained_looking_model()
+    net = random_srresnet(DESC)
     path = tmp_path / "step100.pt"
     torch.save({"model": net.state_dict(), "descriptor": DESC.to_json(), "step": 100,
                 "optimizer": {"lr": 1e-4}}, path)
@@ -90,7 +76,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_checkpoint_prefers_ema_weights(tmp_path: Path) -> None:
-    net, ema = trained_looking_model(seed=0), trained_looking_model(seed=1)
+    net, ema = random_srresnet(DESC, seed=0), random_srresnet(DESC, seed=1)
     path = tmp_path / "step100.pt"
     torch.save({"model": net.state_dict(), "ema": ema.state_dict(), "descriptor": DESC.to_json()}, path)
     loaded, _ = load_weights(path)
@@ -100,7 +86,7 @@ def test_checkpoint_prefers_ema_weights(tmp_path: Path) -> None:
 
 def test_checkpoint_without_descriptor(tmp_path: Path) -> None:
     path = tmp_path / "plain.pt"
-    torch.save(trained_looking_model().state_dict(), path)
+    torch.save(random_srresnet(DESC).state_dict(), path)
     with pytest.raises(WeightsError, match="needs 'model' and 'descriptor'") as info:
         read_state(path)
     assert str(path) in str(info.value)
