@@ -79,9 +79,10 @@ def test_auto_runs_quantized_and_half_exports_on_the_cpu(small_onnx: Path, tmp_p
         from sr_deploy.export.fp16 import export_fp16
 
         path = export_fp16(small_onnx, tmp_path / "m-fp16.onnx", num_images=2).path
-    up, selection = load_selected(path)
+    up, selection = load_selected(path, backend="onnxruntime")  # auto prefers OpenVINO where it is installed
     assert isinstance(up, OrtUpscaler) and up.name == f"onnxruntime-{precision}[CPU]"
     assert selection.route.precision == precision and selection.route.device == "cpu"
+    assert load_selected(path)[1].route.precision == precision  # auto runs the file's own precision too
     x = np.random.default_rng(11).random((3, 40, 37), dtype=np.float32)
     whole = up.run(x[None])[0]
     assert np.abs(upscale_tiled(up, x, plan_tiles(up, 40, 37, tile=7)) - whole).max() <= 1e-5
