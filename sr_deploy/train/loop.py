@@ -57,7 +57,8 @@ class Trainer:
             self.device = f"cuda:{self.dist.local_rank}"
         ckpt_path = self.run_dir / CHECKPOINT
         if ckpt_path.exists() and not resume:
-            raise ValueError(f"{self.run_dir} already holds a run ({CHECKPOINT}); pass --resume or a new --out")
+            raise ValueError(f"{self.run_dir} already holds a run ({CHECKPOINT}); continue it with resume=True "
+                             "or choose another out folder")
         torch.manual_seed(cfg.seed)
         self.desc = ModelDescriptor(scale=cfg.scale, num_features=cfg.num_features, num_blocks=cfg.num_blocks,
                                     name=f"{self.kind}-x{cfg.scale}")
@@ -88,7 +89,7 @@ class Trainer:
             state, desc = read_state(resolve_weights(self.cfg.init))
             mine = (self.desc.scale, self.desc.num_features, self.desc.num_blocks)
             if (desc.scale, desc.num_features, desc.num_blocks) != mine:
-                raise ValueError(f"--init {self.cfg.init} is {desc.to_json()}, which does not match the requested "
+                raise ValueError(f"init {self.cfg.init} is {desc.to_json()}, which does not match the requested "
                                  f"scale/width/depth {mine}")
             net.load_state_dict(state)
         return net

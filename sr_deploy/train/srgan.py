@@ -33,7 +33,8 @@ class SRGANTrainer(Trainer):
     def __init__(self, cfg: TrainConfig, vgg_weights: str | os.PathLike[str], vgg_layer: tuple[int, int] = (5, 4),
                  adv_weight: float = 1e-3, resume: bool = False, log: Any = print) -> None:
         if not cfg.init:
-            raise ValueError("SRGAN training starts from SRResNet weights: give --init")
+            raise ValueError("SRGAN training starts from SRResNet weights: give init (a weights file or a shipped "
+                             "model name)")
         self.vgg_weights = str(vgg_weights)
         self.vgg_layer, self.adv_weight = vgg_layer, adv_weight
         super().__init__(cfg, resume=resume, log=log)

@@ -1,4 +1,4 @@
-"""The ``evaluate`` command end to end (Typer's CliRunner: real files, real images, stdout kept apart)."""
+"""``sr-deploy evaluate`` end to end (Typer's CliRunner: real files, real images, stdout kept apart)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from sr_deploy.cli import app
 from sr_deploy.data import embedded_images, write_image
 
 runner = CliRunner()
-
-
-def test_help_lists_commands() -> None:
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    assert "evaluate" in result.stdout
 
 
 def test_evaluate_bicubic_json_on_embedded_images() -> None:

@@ -45,7 +45,7 @@ def test_srgan_starts_from_srresnet_and_trains(tiny_config: Callable[..., TrainC
 
 
 def test_srgan_needs_init(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--init"):
+    with pytest.raises(ValueError, match="give init"):
         SRGANTrainer(tiny_config(tmp_path / "gan"), vgg_weights=RANDOM_VGG)
 
 

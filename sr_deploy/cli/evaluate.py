@@ -1,0 +1,148 @@
+"""Measuring commands: ``evaluate`` (Y-PSNR/SSIM of one model), ``bench`` (parity, accuracy and latency
+of every backend x precision) and ``report`` (rewrite or compare saved bench results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+import sr_deploy as sr
+from sr_deploy.artifacts import finite_or_null
+from sr_deploy.bench.config import make_config, parse_list, parse_size
+from sr_deploy.bench.report import compare_runs, write_report
+from sr_deploy.cli.common import (
+    DEVICE_CHOICES,
+    WEIGHTS_HELP,
+    QuickOpt,
+    SuiteOpt,
+    choices,
+    console,
+    fail,
+    log_text,
+    print_table,
+)
+from sr_deploy.data.datasets import collect_images
+from sr_deploy.data.image_io import ImageReadError
+from sr_deploy.vocabulary import BACKENDS, PRECISIONS
+
+
+def mean_scores(df: pl.DataFrame) -> dict[str, float]:
+    """Mean Y-PSNR and SSIM over the per-image table of :func:`sr_deploy.evaluate`."""
+    return {k: float(df[k].mean()) for k in ("psnr_y", "ssim_y")}  # type: ignore[arg-type]
+
+
+def evaluate(
+    model: Annotated[str, typer.Option(help="'bicubic', a shipped model name, .safetensors/.pt weights or .onnx")],
+    data: Annotated[list[Path] | None, typer.Option(help="Folder(s) of HR images; default: embedded images")] = None,
+    scale: Annotated[int, typer.Option(help="Upscaling factor (bicubic only; models carry their own)")] = 4,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON object to stdout (infinite PSNR as null)")
+    ] = False,
+) -> None:
+    """Y-channel PSNR/SSIM against HR ground truth (modcrop, MATLAB bicubic LR, shave = scale).
+
+    Examples:
+
+      sr-deploy evaluate --model bicubic --data ../shared/datasets/Set5/HR --scale 4
+
+      sr-deploy evaluate --model srresnet-x4 --json
+    """
+    try:
+        images = collect_images([str(d) for d in data] if data else None, split="eval")
+        upscaler = sr.load(model, scale=scale)
+        with console.status(f"evaluating {upscaler.name}"):
+            df = sr.evaluate(upscaler, images)
+    except (sr.BackendUnavailable, FileNotFoundError, ValueError, ImageReadError) as exc:
+        raise fail(str(exc)) from None
+    mean = mean_scores(df)
+    if as_json:
+        obj = {"model": model, "scale": upscaler.scale, "images": df.to_dicts(), "mean": mean}
+        typer.echo(json.dumps(finite_or_null(obj), allow_nan=False))
+        return
+    table = Table(title=f"{model} x{upscaler.scale} (Y channel, shave {upscaler.scale})")
+    table.add_column("image")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    for row in df.iter_rows(named=True):
+        table.add_row(row["name"], f"{row['psnr_y']:.2f}", f"{row['ssim_y']:.4f}")
+    table.add_row("[bold]mean", f"[bold]{mean['psnr_y']:.2f}", f"[bold]{mean['ssim_y']:.4f}")
+    print_table(table)
+
+
+def bench(
+    model: Annotated[str, typer.Option(help=f"{WEIGHTS_HELP} (torch fp32 reference)")],
+    data: Annotated[list[Path] | None, typer.Option(help="HR image folder for accuracy (repeatable)")] = None,
+    onnx: Annotated[list[Path] | None, typer.Option(help="sr-deploy ONNX file to bench (repeatable)")] = None,
+    engine: Annotated[list[Path] | None, typer.Option(help="TensorRT engine to bench (repeatable)")] = None,
+    backends: Annotated[str | None, typer.Option(help=f"Comma list: {choices(BACKENDS, ',')}")] = None,
+    precisions: Annotated[str | None, typer.Option(help=f"Comma list: {choices(PRECISIONS, ',')}")] = None,
+    sizes: Annotated[str | None, typer.Option(help="LR input sizes, e.g. 128x128,256x256,270x480")] = None,
+    batches: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,4")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Timed runs per shape")] = None,
+    device: Annotated[str | None, typer.Option(help=f"{DEVICE_CHOICES} (torch variants)")] = None,
+    suite: SuiteOpt = None,
+    quick: QuickOpt = False,
+    out: Annotated[str, typer.Option(help="Results folder ({machine}: this machine's name)")] = "bench-results",
+) -> None:
+    """Parity, accuracy and latency of every backend x precision; results folder + Markdown report.
+
+    Examples:
+
+      sr-deploy bench --model srresnet-x4 --onnx model.fp32.onnx --onnx model.int8.onnx --quick
+
+      sr-deploy bench --suite benchmarks/suites/cpu.toml --model srresnet-x4 --onnx runs/cpu/model.fp32.onnx
+    """
+    try:
+        config = make_config(
+            model, suite, quick,
+            data=tuple(str(d) for d in data) if data else None,
+            onnx=tuple(str(p) for p in onnx or ()),
+            engines=tuple(str(p) for p in engine or ()),
+            backends=parse_list(backends, BACKENDS, "backends") if backends else None,
+            precisions=parse_list(precisions, PRECISIONS, "precisions") if precisions else None,
+            sizes=tuple(parse_size(s) for s in sizes.split(",")) if sizes else None,
+            batches=tuple(int(b) for b in batches.split(",")) if batches else None,
+            repeats=repeats, device=device,
+        )
+        report_path = sr.run_bench(config, out, log=log_text)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(str(report_path))
+
+
+def report(
+    results: Annotated[Path | None, typer.Argument(help="Results folder to (re)write report.md and plots for")] = None,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(help="OLD NEW results folders to compare")] = None,
+    max_latency_regression: Annotated[float, typer.Option(help="Allowed p50 increase (0.1 = 10 %)")] = 0.1,
+    max_psnr_drop: Annotated[float, typer.Option(help="Allowed mean Y-PSNR drop (dB)")] = 0.05,
+) -> None:
+    """Regenerate a report from saved results, or compare two runs (exit 1 on a regression).
+
+    Examples:
+
+      sr-deploy report benchmarks/results/intel-xeon-processor-2c
+
+      sr-deploy report --compare old-results new-results --max-latency-regression 0.1 --max-psnr-drop 0.05
+    """
+    if (results is None) == (compare is None):
+        raise fail("give either a RESULTS_DIR or --compare OLD NEW")
+    try:
+        if results is not None:
+            typer.echo(str(write_report(results)))
+            return
+        assert compare is not None
+        comparison = compare_runs(*compare, max_latency_regression, max_psnr_drop)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(comparison.to_markdown())
+    for line in comparison.regressions:
+        console.print(f"[bold red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if comparison.regressions:
+        raise typer.Exit(1)
+    console.print("no regression past the thresholds")

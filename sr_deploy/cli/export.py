@@ -1,0 +1,138 @@
+"""Exporting commands: ``export onnx | fp16 | int8`` (verified ONNX files) and ``build`` (a TensorRT engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import sr_deploy as sr
+from sr_deploy.backends.trt_profiles import parse_shape
+from sr_deploy.bench.config import parse_size
+from sr_deploy.cli.common import (
+    CalibImagesOpt,
+    CalibOpt,
+    OptionalPsnrBudgetOpt,
+    choices,
+    console,
+    fail,
+    output_option,
+)
+from sr_deploy.export.fp16 import DEFAULT_MARGIN
+from sr_deploy.export.onnx import DEFAULT_OPSET
+from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_PERCENTILE, LAYOUTS, METHODS
+
+export_app = typer.Typer(help="Export to verified ONNX: fp32, fp16, int8 Q/DQ.", no_args_is_help=True)
+
+Fp32OnnxArg = Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="fp32 ONNX from `export onnx`")]
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    model: Annotated[str, typer.Argument(help="Shipped model name, .safetensors or .pt checkpoint")],
+    output: Annotated[Path, output_option("ONNX file to write")],
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 13)")] = DEFAULT_OPSET,
+    static: Annotated[str | None, typer.Option(help="Fix the input size HxW (batch stays dynamic)")] = None,
+) -> None:
+    """fp32 ONNX with dynamic batch/height/width, checked and verified against PyTorch on ORT.
+
+    Example: sr-deploy export onnx srresnet-x4 -o srresnet-x4.onnx
+    """
+    try:
+        result = sr.export_onnx(model, output, opset=opset, static=parse_size(static) if static else None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+@export_app.command("fp16")
+def export_fp16_command(
+    onnx_model: Fp32OnnxArg,
+    output: Annotated[Path, output_option("fp16 ONNX file to write")],
+    calib: Annotated[Path | None, typer.Option(help="Images for the overflow check; default: embedded")] = None,
+    margin: Annotated[float, typer.Option(help="Keep nodes in fp32 above 65504 / margin")] = DEFAULT_MARGIN,
+) -> None:
+    """fp16 weights and compute, float32 I/O; overflow-prone nodes stay fp32; verified vs fp32 on ORT.
+
+    Example: sr-deploy export fp16 srresnet-x4.onnx -o srresnet-x4.fp16.onnx
+    """
+    try:
+        result = sr.export_fp16(onnx_model, output, calib=calib, margin=margin)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    kept = ", ".join(f"{n} (|x| {v:.3g})" for n, v in result.fp32_nodes.items()) or "none"
+    console.print(f"kept in fp32: {kept}", highlight=False)
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+@export_app.command("int8")
+def export_int8_command(
+    onnx_model: Fp32OnnxArg,
+    output: Annotated[Path, output_option("int8 Q/DQ ONNX file to write")],
+    target: Annotated[str, typer.Option(help=f"Q/DQ layout: {choices(LAYOUTS)}")] = "tensorrt",
+    calib: CalibOpt = None,
+    method: Annotated[str, typer.Option(help=choices(METHODS))] = "minmax",
+    calib_images: CalibImagesOpt = None,
+    max_psnr_drop: OptionalPsnrBudgetOpt = None,
+    val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,
+    bins: Annotated[int, typer.Option(help="Histogram bins (percentile, entropy)")] = DEFAULT_BINS,
+    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept (percentile method)")] = DEFAULT_PERCENTILE,
+    reduce_range: Annotated[bool, typer.Option(help="7-bit weights (x86 CPUs without VNNI)")] = False,
+) -> None:
+    """int8 Q/DQ (per-channel symmetric weights) calibrated on real LR crops, optional accuracy budget.
+
+    Example: sr-deploy export int8 srresnet-x4.onnx --target tensorrt --method entropy
+    --max-psnr-drop 0.1 --val ../shared/datasets/Set5/HR -o srresnet-x4.int8.onnx
+    """
+    try:
+        result = sr.export_int8(onnx_model, output, target=target, calib=calib, method=method,
+                                num_images=calib_images, max_psnr_drop=max_psnr_drop, val=val, bins=bins,
+                                percentile=percentile, reduce_range=reduce_range, on_step=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if result.budget:
+        b = result.budget
+        console.print(f"Y-PSNR drop {b.final_drop:.3f} dB (budget {b.budget_db:g}; all-int8 {b.all_int8_drop:.3f}); "
+                      f"{len(b.excluded)} layer(s) left in float: {', '.join(b.excluded) or 'none'}; "
+                      f"report {result.report_path}", highlight=False)
+    console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+
+
+def build(
+    onnx: Annotated[Path, typer.Argument(help="sr-deploy ONNX file (fp32, fp16 or Q/DQ int8 graph)")],
+    output: Annotated[Path | None, output_option("Engine file to write")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Engine cache folder (names derived from the request)")] = None,
+    min_shape: Annotated[str | None, typer.Option("--min", help="Smallest input NxCxHxW, e.g. 1x3x32x32")] = None,
+    opt_shape: Annotated[str | None, typer.Option("--opt", help="Input shape to tune for, e.g. 1x3x256x256")] = None,
+    max_shape: Annotated[str | None, typer.Option("--max", help="Largest input, e.g. 4x3x720x1280")] = None,
+    profiles: Annotated[list[str] | None, typer.Option(help="MIN:OPT:MAX profile (repeatable)")] = None,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, reused and updated")] = None,
+    opt_level: Annotated[int, typer.Option(help="Builder optimization level 0-5")] = 3,
+    workspace: Annotated[float | None, typer.Option(help="Workspace limit in GiB")] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Engine runs on later TensorRT of the same major")] = False,
+    hardware_compat: Annotated[str, typer.Option(help="none | same-cc | ampere+")] = "none",
+    force: Annotated[bool, typer.Option(help="Rebuild even if an up-to-date engine exists")] = False,
+) -> None:
+    """Build a strongly typed TensorRT engine (precision from the ONNX) with a metadata sidecar.
+
+    Examples:
+
+      sr-deploy build model.onnx -o model.engine --min 1x3x32x32 --opt 1x3x256x256 --max 4x3x720x1280
+
+      sr-deploy build model-fp16.onnx --cache-dir engines --timing-cache engines/timing.cache
+    """
+    try:
+        result = sr.build_engine(
+            onnx, output, profiles=[sr.Profile.parse(p) for p in profiles or ()],
+            min_shape=parse_shape(min_shape) if min_shape else None,
+            opt_shape=parse_shape(opt_shape) if opt_shape else None,
+            max_shape=parse_shape(max_shape) if max_shape else None,
+            opt_level=opt_level, workspace_gb=workspace, version_compatible=version_compatible,
+            hardware_compat=hardware_compat, timing_cache=timing_cache, cache_dir=cache_dir, force=force,
+            log=console.print)
+    except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    verb = "reused" if result.reused else f"built in {result.metadata.build_seconds:.1f} s"
+    console.print(f"{result.engine} ({result.metadata.precision}, TensorRT {result.metadata.tensorrt_version}, "
+                  f"{result.metadata.gpu.name}): {verb}")

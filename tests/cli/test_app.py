@@ -1,0 +1,56 @@
+"""The assembled ``sr-deploy`` app: every command registered, help texts built from the vocabulary,
+``python -m sr_deploy.cli`` as an entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from typer.testing import CliRunner
+
+from sr_deploy.cli import app
+from sr_deploy.runtime.select import BACKENDS
+from sr_deploy.vocabulary import AUTO, PRECISIONS, TRAIN_PRECISIONS
+from sr_deploy.vocabulary import BACKENDS as ENGINES
+
+runner = CliRunner()
+
+COMMANDS = ("evaluate", "build", "bench", "report", "pipeline", "demo", "upscale", "train", "export")
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "evaluate" in result.stdout
+
+
+def test_every_command_and_sub_command_has_help() -> None:
+    for command in [*COMMANDS, "train srresnet", "train srgan", "train release", "export onnx", "export fp16",
+                    "export int8"]:
+        result = runner.invoke(app, [*command.split(), "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage:" in result.stdout, command
+
+
+def option_help(*names: str) -> str:
+    """The help text of option ``names[-1]`` of the (sub-)command ``names[:-1]``."""
+    command = typer.main.get_command(app)
+    for name in names[:-1]:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return next(p.help or "" for p in command.params if p.name == names[-1])
+
+
+def test_choices_in_help_come_from_the_vocabulary() -> None:
+    assert option_help("upscale", "backend") == " | ".join(BACKENDS)
+    assert option_help("upscale", "precision").startswith(" | ".join(PRECISIONS) + ";")
+    assert option_help("bench", "backends") == "Comma list: " + ",".join(ENGINES)
+    assert option_help("bench", "precisions") == "Comma list: " + ",".join(PRECISIONS)
+    for command in ("srresnet", "srgan"):
+        assert option_help("train", command, "precision").startswith(" | ".join((AUTO, *TRAIN_PRECISIONS)))
+
+
+def test_python_dash_m_runs_the_app() -> None:
+    done = subprocess.run([sys.executable, "-m", "sr_deploy.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert all(command in done.stdout for command in COMMANDS)
