@@ -22,14 +22,14 @@ import numpy as np
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import max_value, read_image, rgb_to_channels, to_float_rgb, to_uint, write_image
 from sr_deploy.data.imresize import imresize
-from sr_deploy.runtime.tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, upscale_tiled
+from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
 
 
 def upscale_image(
     upscaler: Upscaler,
     img: np.ndarray,
     tile: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
 ) -> np.ndarray:
     """``H x W x C`` uint8/uint16 (C in 1, 3, 4) -> ``sH x sW x C`` of the same dtype.
 
@@ -55,7 +55,7 @@ def upscale_file(
     source: str | os.PathLike[str],
     destination: str | os.PathLike[str],
     tile: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
 ) -> tuple[int, int]:
     """Read ``source``, upscale it, write ``destination`` atomically (format from its suffix).
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import IMAGE_SUFFIXES, list_images
 from sr_deploy.runtime.images import upscale_file
-from sr_deploy.runtime.tiling import DEFAULT_MEMORY_BUDGET
 
 _GLOB_CHARS = "*?["
 
@@ -95,7 +94,7 @@ def run_job(
     upscaler: Upscaler,
     plan: JobPlan,
     tile: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     overwrite: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:

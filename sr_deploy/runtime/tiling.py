@@ -18,10 +18,13 @@ scale ``s`` and activations of ``b`` bytes, the peak per LR input pixel of a win
 (block input, global skip, conv output, activation temporary) and the last upsampling stage holds
 its convolution output and the pixel-shuffled copy of it, ``F * s**2`` values per LR pixel each;
 plus the float32 input and output tiles, ``4 * 3 * (1 + s**2)`` bytes. The paper model (F=64, x4,
-fp32) needs 9420 bytes per LR pixel, so the default 1 GiB budget allows windows of about
-337 x 337 LR pixels (cores of 257 x 257 inside the 40-pixel halo). The window side is the largest
-that fits the budget and the backend's :class:`~sr_deploy.backends.base.ShapeLimits`; tiles are
-then batched while the batch fits too. Checked against the peak RSS growth of the torch CPU fp32
+fp32) needs 9420 bytes per LR pixel, so a 1 GiB budget allows windows of about 114,000 LR pixels
+(337 x 337, cores of 257 x 257 inside the 40-pixel halo). The default budget is a quarter of the
+memory available (1 to 16 GiB: about 5 GiB on a 24 GB machine, enough for a 960 x 540 image in one
+window). Among the windows that fit the budget and the backend's
+:class:`~sr_deploy.backends.base.ShapeLimits`, the plan takes the one that computes the fewest pixels
+in all (each cut adds twice the halo); windows are then batched while the batch fits too, whatever
+the tile size, so smaller tiles never mean more memory. Checked against the peak RSS growth of the torch CPU fp32
 backend running the paper model on one 192 x 192 window: 342 MB measured, 331 MB estimated.
 
 Thread safety: nothing here is shared between calls (each call allocates its own output), so one
@@ -34,11 +37,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.models.descriptor import ModelDescriptor
 
-DEFAULT_MEMORY_BUDGET = 1 << 30
+MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET = 1 << 30, 16 << 30
 _ITEMSIZE = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4, "fp64": 8}  # int8 Q/DQ graphs keep float activations
 
 
@@ -96,22 +100,58 @@ def bytes_per_pixel(desc: ModelDescriptor, precision: str) -> int:
     return _ITEMSIZE.get(precision, 4) * desc.num_features * (2 * s2 + 4) + 4 * desc.in_channels * (1 + s2)
 
 
+def default_memory_budget() -> int:
+    """A quarter of the memory available now, at least 1 GiB and at most 16 GiB (bytes): large windows
+    where memory allows (fewer halo pixels computed twice), a bounded share where it does not."""
+    available = psutil.virtual_memory().available
+    return int(min(max(available // 4, MIN_MEMORY_BUDGET), MAX_MEMORY_BUDGET))
+
+
+def auto_window(height: int, width: int, halo: int, max_pixels: int, max_height: int, max_width: int
+                ) -> tuple[int, int] | None:
+    """The window ``(tile_h, tile_w)`` of at most ``max_pixels`` input pixels (and the backend's maxima)
+    that computes the fewest pixels in all for a ``height x width`` image (windows overlap by the
+    ``halo`` on each side), fewer windows on ties; None when no window keeps a core."""
+    def sides(length: int, cap: int) -> set[int]:
+        cands = {min(length, cap)}
+        for n in range(2, length // max(1, 2 * halo) + 2):
+            side = min(cap, length, math.ceil(length / n) + 2 * halo)
+            if side > 2 * halo:
+                cands.add(side)
+        return {s for s in cands if s == length or s > 2 * halo}
+
+    best: tuple[int, int, int, int] | None = None
+    for th in sides(height, max_height):
+        ny = len(axis_spans(height, th, halo))
+        for tw in sides(width, max_width):
+            if th * tw > max_pixels:
+                continue
+            windows = ny * len(axis_spans(width, tw, halo))
+            key = (windows * th * tw, windows, th, tw)
+            if best is None or key < best:
+                best = key
+    return None if best is None else (best[2], best[3])
+
+
 def plan_tiles(
     upscaler: Upscaler,
     height: int,
     width: int,
     tile: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     halo: int | None = None,
 ) -> TilePlan:
     """Plan the tiling of a ``height x width`` input for ``upscaler``.
 
-    ``tile``: None chooses the window from ``memory_budget`` (bytes) and the backend's limits;
-    ``0`` ignores the budget (the whole image as one window, unless the backend's limits cut it);
-    ``N > 0`` keeps cores of ``N x N`` input pixels (windows of ``N + 2 * halo``, the whole image
-    along a side that fits). ``halo`` defaults to the model's receptive radius.
+    ``tile``: None chooses the window within ``memory_budget`` (bytes; None:
+    :func:`default_memory_budget`) and the backend's limits that computes the fewest pixels
+    (:func:`auto_window`); ``0`` ignores the budget (the whole image as one window, unless the
+    backend's limits cut it); ``N > 0`` keeps cores of ``N x N`` input pixels (windows of
+    ``N + 2 * halo``, the whole image along a side that fits). Whatever the tile, windows are
+    batched only while the batch fits the budget. ``halo`` defaults to the model's receptive radius.
     Raises ValueError when no window the backend accepts fits.
     """
+    memory_budget = default_memory_budget() if memory_budget is None else memory_budget
     desc = getattr(upscaler, "descriptor", None)
     if not isinstance(desc, ModelDescriptor):
         if halo is None:
@@ -122,13 +162,15 @@ def plan_tiles(
         per_pixel = bytes_per_pixel(desc, upscaler.precision)
     limits = upscaler.limits
     if tile is None:
-        side = math.isqrt(memory_budget // per_pixel) if per_pixel else max(height, width)
-        if side <= 2 * halo and side < max(height, width):
+        max_pixels = memory_budget // per_pixel if per_pixel else height * width
+        window = auto_window(height, width, halo, max_pixels, limits.max_height or height, limits.max_width or width)
+        if window is None:
+            side = math.isqrt(max_pixels)
             raise ValueError(
                 f"a memory budget of {memory_budget} bytes allows {side} x {side} windows, which leave no core "
                 f"inside the {halo}-pixel halo: raise the budget or pass an explicit tile size"
             )
-        tile_h = tile_w = side
+        tile_h, tile_w = window
     elif tile == 0:
         tile_h, tile_w = height, width
     elif tile > 0:
@@ -140,7 +182,7 @@ def plan_tiles(
     ys, xs = axis_spans(height, tile_h, halo), axis_spans(width, tile_w, halo)
     count = len(ys) * len(xs)
     batch = min(count, limits.max_batch or count)
-    if per_pixel and tile is None:
+    if per_pixel:
         batch = min(batch, max(1, memory_budget // (per_pixel * tile_h * tile_w)))
     while batch > 1 and not upscaler.accepts((batch, 3, tile_h, tile_w)):
         batch -= 1

@@ -10,7 +10,14 @@ import pytest
 from sr_deploy.backends.base import ShapeLimits
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.models import ModelDescriptor
-from sr_deploy.runtime.tiling import axis_spans, bytes_per_pixel, plan_tiles, upscale_tiled
+from sr_deploy.runtime.tiling import (
+    TilePlan,
+    axis_spans,
+    bytes_per_pixel,
+    default_memory_budget,
+    plan_tiles,
+    upscale_tiled,
+)
 from tests.helpers import SMALL, random_srresnet
 
 
@@ -62,20 +69,39 @@ def test_a_halo_below_the_receptive_radius_leaves_seams(upscaler: TorchUpscaler)
     assert np.abs(upscale_tiled(upscaler, x, short) - whole).max() > 1e-4  # far above the 1e-5 float noise
 
 
+def computed_pixels(plan: TilePlan) -> int:
+    return plan.count * plan.tile_h * plan.tile_w
+
+
 def test_memory_budget_chooses_the_window_and_batches_tiles(upscaler: TorchUpscaler) -> None:
     per_pixel = bytes_per_pixel(SMALL, "fp32")
     assert per_pixel == 4 * 16 * (2 * 16 + 4) + 4 * 3 * 17
-    budget = per_pixel * 30 * 30 * 3  # three 30 x 30 windows
+    budget = per_pixel * 30 * 30 * 3  # 2700 pixels: three 30 x 30 windows
     plan = plan_tiles(upscaler, 70, 90, memory_budget=budget)
-    assert (plan.tile_h, plan.tile_w) == (51, 51) and plan.batch == 1  # isqrt(budget / per_pixel)
-    small = plan_tiles(upscaler, 20, 90, memory_budget=per_pixel * 26 * 26 * 3)  # 45 x 45 fits
-    assert (small.tile_h, small.tile_w, small.batch) == (20, 45, 2)  # two 20 x 45 windows fit at once
-    assert small.count == 4  # cores 0-33, 33-54, 54-75, 75-90
-    x = image(20, 90, seed=2)
-    np.testing.assert_allclose(upscale_tiled(upscaler, x, small), upscaler.run(x[None])[0], rtol=0, atol=1e-5)
+    assert plan.tile_h * plan.tile_w <= 2700 and plan.batch == 1
+    # the fewest pixels computed among the windows that fit; the square 51 x 51 window computes 15 % more here
+    square = plan_tiles(upscaler, 70, 90, tile=51 - 2 * plan.halo, memory_budget=budget)
+    assert (plan.tile_h, plan.tile_w) == (48, 47) and computed_pixels(plan) == 13536 < computed_pixels(square) == 15606
+    wide = plan_tiles(upscaler, 20, 90, memory_budget=per_pixel * 26 * 26 * 3)  # 2028 pixels: the whole image fits
+    assert (wide.tile_h, wide.tile_w, wide.batch, wide.count) == (20, 90, 1, 1)
+    strips = plan_tiles(upscaler, 20, 90, memory_budget=per_pixel * 1200)  # 1200 pixels: strips of the full height
+    assert (strips.tile_h, strips.tile_w, strips.count, strips.batch) == (20, 47, 3, 1)
+    for p, x in ((plan, image(70, 90, seed=1)), (strips, image(20, 90, seed=2))):
+        np.testing.assert_allclose(upscale_tiled(upscaler, x, p), upscaler.run(x[None])[0], rtol=0, atol=1e-5)
     assert plan_tiles(upscaler, 20, 30).count == 1  # fits the default budget: one whole-image window
     with pytest.raises(ValueError, match="memory budget"):
         plan_tiles(upscaler, 70, 90, memory_budget=per_pixel * 20 * 20)
+
+
+def test_explicit_tiles_are_batched_within_the_budget(upscaler: TorchUpscaler) -> None:
+    per_pixel = bytes_per_pixel(SMALL, "fp32")
+    tiny = plan_tiles(upscaler, 200, 300, tile=1, memory_budget=per_pixel * 25 * 25 * 10)
+    assert tiny.count > 100 and tiny.batch == 10  # smaller tiles never mean more memory
+    assert plan_tiles(upscaler, 200, 300, tile=1, memory_budget=per_pixel * 100).batch == 1
+
+
+def test_default_budget_is_a_share_of_available_memory() -> None:
+    assert 1 << 30 <= default_memory_budget() <= 16 << 30
 
 
 def test_backend_limits_cap_windows_and_batches() -> None:
