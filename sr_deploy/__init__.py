@@ -34,7 +34,8 @@ from sr_deploy.models.descriptor import ModelDescriptor
 from sr_deploy.models.weights import load_weights, save_weights
 from sr_deploy.pipeline import PipelineConfig, run_pipeline
 from sr_deploy.runtime.images import upscale_file, upscale_image
-from sr_deploy.runtime.select import load, load_selected
+from sr_deploy.runtime.load import load, load_selected
+from sr_deploy.runtime.tune import Tuning, tune
 from sr_deploy.scoring import evaluate
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Profile",
     "ShapeLimits",
     "Tolerance",
+    "Tuning",
     "Upscaler",
     "__version__",
     "build_engine",
@@ -64,6 +66,7 @@ __all__ = [
     "run_pipeline",
     "save_weights",
     "tolerance_for",
+    "tune",
     "upscale_file",
     "upscale_image",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,14 @@ def small_onnx(small_weights: Path) -> Path:
     from sr_deploy.export.onnx import export_onnx
 
     return export_onnx(small_weights, small_weights.with_suffix(".onnx")).path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Conversions, compiled models and tuning results of the tests go to a temporary cache, never to the
+    user's (``$SR_DEPLOY_CACHE``, inherited by subprocesses)."""
+    cache = tmp_path_factory.mktemp("sr-deploy-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SR_DEPLOY_CACHE", str(cache))
+    yield cache
+    patch.undo()

@@ -36,7 +36,7 @@ from sr_deploy.data.crops import parity_inputs
 from sr_deploy.data.datasets import EvalPair, collect_images, crop_pair, make_eval_pair
 from sr_deploy.data.image_io import write_image
 from sr_deploy.models.weights import load_weights
-from sr_deploy.runtime.select import load
+from sr_deploy.runtime.load import load
 from sr_deploy.scoring import evaluate, super_resolve_pair
 
 #: Parity batches (N, H, W) in LR pixels: two sizes, one of them a batch of two.

@@ -23,7 +23,8 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.models.zoo import resolve_weights
-from sr_deploy.runtime.select import Artifact, Route, identify, load, machine_facts, open_route
+from sr_deploy.runtime.load import load
+from sr_deploy.runtime.select import Artifact, Route, identify, machine_facts, open_route
 
 REFERENCE = "torch-fp32"
 #: Why a bf16 variant is skipped on a CPU without native bf16 (``BenchConfig.emulated`` measures it anyway).

@@ -28,6 +28,7 @@ def _root() -> None:
 for command in (evaluate.evaluate, export.build, evaluate.bench, evaluate.report, upscale.pipeline, upscale.demo,
                 upscale.upscale):
     app.command()(command)
+app.command("tune")(upscale.tune_command)
 app.add_typer(train.train_app, name="train")
 app.add_typer(export.export_app, name="export")
 

@@ -78,7 +78,9 @@ def export_int8_command(
     val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,
     bins: Annotated[int, typer.Option(help="Histogram bins (percentile, entropy)")] = DEFAULT_BINS,
     percentile: Annotated[float, typer.Option(help="Percentile of |x| kept (percentile method)")] = DEFAULT_PERCENTILE,
-    reduce_range: Annotated[bool, typer.Option(help="7-bit weights (x86 CPUs without VNNI)")] = False,
+    reduce_range: Annotated[bool | None, typer.Option(
+        "--reduce-range/--no-reduce-range",
+        help="7-bit weights; default: on for the ort-cpu layout on CPUs without VNNI (u8s8 saturates there)")] = None,
 ) -> None:
     """int8 Q/DQ (per-channel symmetric weights) calibrated on real LR crops, optional accuracy budget.
 

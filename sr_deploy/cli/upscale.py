@@ -13,7 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import sr_deploy as sr
-from sr_deploy.bench.config import bench_settings, parse_list
+from sr_deploy.bench.config import bench_settings, parse_list, parse_size
 from sr_deploy.cli.common import (
     CalibImagesOpt,
     CalibOpt,
@@ -28,6 +28,7 @@ from sr_deploy.cli.common import (
     output_option,
     print_table,
 )
+from sr_deploy.data.image_io import ImageReadError, image_size
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
@@ -45,12 +46,18 @@ def upscale(
     precision: Annotated[str | None, typer.Option(
         help=f"{choices(PRECISIONS)}; default: the model file's own (fp32 for weights)")] = None,
     tile: Annotated[int | None, typer.Option(
-        min=0, help="Tile core in input pixels (0: whole image); default: from a 1 GiB memory budget")] = None,
+        min=0, help="Tile core in input pixels (0: whole image); default: the window within the memory budget "
+        "(a quarter of available memory) that computes the fewest pixels")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist")] = False,
+    tune: Annotated[bool, typer.Option(
+        help="With --backend auto: choose by timing every route here once (cached), not by the static ranking")
+    ] = True,
 ) -> None:
     """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
 
-    Unreadable files are reported and skipped; the exit code is 1 unless every input was written.
+    With --backend auto the routes that can run the model are timed once on this machine (on the first
+    image's size, at most 256 x 256) and the fastest is kept in a cache; --no-tune uses the static
+    ranking. Unreadable files are reported and skipped; the exit code is 1 unless every input was written.
 
     Examples:
 
@@ -60,7 +67,9 @@ def upscale(
     """
     try:
         plan = plan_job(inputs, output)
-        upscaler, selection = sr.load_selected(model, backend, precision)
+        shape = tune_shape(plan.pairs[0][0]) if tune and backend == AUTO and plan.pairs else None
+        upscaler, selection = sr.load_selected(model, backend=backend, precision=precision, tune_shape=shape,
+                                               log=log_text)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
 
@@ -87,6 +96,47 @@ def upscale(
         f"{counts['failed']} failed")
     if counts["written"] != len(outcomes) or not outcomes:
         raise typer.Exit(1)
+
+
+#: The largest side the route probe of ``upscale --tune`` runs (time grows with pixels for every route alike).
+TUNE_SIDE = 256
+
+
+def tune_shape(first_image: Path) -> tuple[int, int, int, int]:
+    """The probe shape for a job that starts with ``first_image``: its size, each side at most :data:`TUNE_SIDE`."""
+    try:
+        height, width = image_size(first_image)
+    except ImageReadError:
+        height = width = TUNE_SIDE
+    return (1, 3, min(height, TUNE_SIDE), min(width, TUNE_SIDE))
+
+
+def tune_command(
+    model: Annotated[str, typer.Argument(help="Shipped model name, weights, .onnx or .engine file")],
+    precision: Annotated[str | None, typer.Option(help=f"{choices(PRECISIONS)}; default: the file's own")] = None,
+    size: Annotated[str, typer.Option(help="LR input HEIGHTxWIDTH to time (the tile shape you will run)")] = "128x128",
+    batch: Annotated[int, typer.Option(min=1, help="Batch size to time")] = 1,
+    budget: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per route (at least 2 runs)")] = 2.0,
+    refresh: Annotated[bool, typer.Option(help="Measure again even if this machine has measured it")] = False,
+) -> None:
+    """Time every route that can run MODEL on this machine and show the table (cached for upscale --tune).
+
+    Example: sr-deploy tune srresnet-x4 --size 256x256
+    """
+    try:
+        height, width = parse_size(size)
+        result = sr.tune(model, precision=precision, shape=(batch, 3, height, width), budget_s=budget,
+                         refresh=refresh, log=log_text)
+    except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"{model}: {batch}x3x{height}x{width} on this machine"
+                  + (" (cached)" if result.from_cache else ""))
+    for col in ("route", "p50 ms", "runs", "status"):
+        table.add_column(col)
+    for t in result.timings:
+        table.add_row(escape(t.label), "" if t.p50_ms is None else f"{t.p50_ms:.1f}", str(t.runs), escape(t.status))
+    print_table(table)
+    console.print(f"fastest: {escape(result.best.label)}", highlight=False)
 
 
 def _print_steps(results: Sequence[StepResult]) -> None:

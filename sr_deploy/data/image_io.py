@@ -93,6 +93,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header, without decoding the pixels (EXIF
+    orientation applied); :class:`ImageReadError` when the file is not a readable image."""
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(p, f"not a readable image ({exc})") from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def _tiff_is_16_bit(im: Image.Image) -> bool:
     bits = getattr(im, "tag_v2", {}).get(258, (8,))
     return max(bits if isinstance(bits, tuple) else (bits,)) == 16

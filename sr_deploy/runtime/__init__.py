@@ -3,7 +3,8 @@ the fastest path here, seam-free tiling for any image size, and image-level upsc
 
 from sr_deploy.backends.base import BackendUnavailable, ShapeLimits, Upscaler
 from sr_deploy.runtime.images import upscale_file, upscale_image
-from sr_deploy.runtime.select import Selection, load, load_selected
+from sr_deploy.runtime.load import load, load_selected
+from sr_deploy.runtime.select import Selection
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
 
 __all__ = [

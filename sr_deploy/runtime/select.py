@@ -20,7 +20,6 @@ from pathlib import Path
 
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
-from sr_deploy.backends.bicubic import BicubicUpscaler
 from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
 from sr_deploy.backends.openvino import OvUpscaler, openvino_unavailable_reason
 from sr_deploy.backends.pytorch import TorchUpscaler
@@ -338,67 +337,3 @@ def open_route(
     if route.backend == "openvino":
         return OvUpscaler(artifact.path, precision=route.precision, cache_dir=cache_root() / "openvino")
     return TrtUpscaler(artifact.path, device=_cuda_index(device))
-
-
-#: The bicubic baseline (``load("bicubic")``): no file, one route.
-BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
-
-
-def load_selected(
-    model: str | os.PathLike[str] | None = None,
-    backend: str = AUTO,
-    precision: str | None = None,
-    device: str | None = None,
-    scale: int = 4,
-    convert: bool | None = None,
-    log: Callable[[str], None] | None = None,
-) -> tuple[Upscaler, Selection]:
-    """:func:`load` that also returns the :class:`Selection` (with the reason to print).
-
-    ``convert``: whether a weights file may run on an ONNX or engine backend through a file made on
-    first use (None: yes when ``backend`` names one, no for ``auto``). When the chosen route fails
-    to start (e.g. the TensorRT execution provider cannot load its libraries), the next candidate of
-    the same request is tried and the reason says so.
-    """
-    if model is not None and os.fspath(model) == "bicubic":
-        artifact = Artifact(Path("bicubic"), "bicubic")
-        selection = Selection(artifact, BICUBIC_ROUTE, f"bicubic x{scale}: MATLAB imresize, the baseline",
-                              (BICUBIC_ROUTE,))
-        return BicubicUpscaler(scale), selection
-    artifact = identify(model)
-    if convert is None:
-        convert = backend != AUTO
-    selection = decide(artifact, machine_facts(), backend, precision, device, convert)
-    failures: list[str] = []
-    for route in selection.candidates:
-        try:
-            upscaler = open_route(route, artifact, device, log)
-        except BackendUnavailable as exc:
-            failures.append(f"{route.label} failed to start: {exc}")
-            continue
-        if failures:
-            reason = f"{route.label} ({'; '.join(failures)}); planned: {selection.reason}"
-            selection = Selection(artifact, route, reason, selection.candidates)
-        return upscaler, selection
-    raise BackendUnavailable("; ".join(failures))
-
-
-def load(
-    model: str | os.PathLike[str] | None = None,
-    backend: str = AUTO,
-    precision: str | None = None,
-    device: str | None = None,
-    scale: int = 4,
-    convert: bool | None = None,
-) -> Upscaler:
-    """Load ``model`` on the fastest route for ``precision`` (see :func:`decide`); use the result as a
-    context manager (or call ``close()``) to free it.
-
-    ``model``: a shipped model name (None: :data:`DEFAULT_MODEL`), ``.safetensors``/``.pt``
-    weights (PyTorch), an ``.onnx`` file (ONNX Runtime: CPU, CUDA or TensorRT execution provider),
-    an ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times).
-    ``backend``: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``. ``device``: ``cpu``,
-    ``cuda`` or ``cuda:N`` (None: the fastest here). ``convert``: with weights and an ONNX or TensorRT
-    backend, make that file on first use and reuse it (None: when ``backend`` is named).
-    """
-    return load_selected(model, backend, precision, device, scale, convert)[0]

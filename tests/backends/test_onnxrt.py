@@ -16,7 +16,7 @@ from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provi
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt_profiles import Profile
 from sr_deploy.runtime.images import upscale_image
-from sr_deploy.runtime.select import load_selected
+from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
 from tests.helpers import SMALL, nearest_onnx, random_srresnet
 

@@ -12,7 +12,7 @@ from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.models import save_weights
 from sr_deploy.runtime.convert import cache_root, convert, converted_path
-from sr_deploy.runtime.select import load_selected
+from sr_deploy.runtime.load import load_selected
 from tests.helpers import SMALL, random_srresnet
 
 

@@ -81,9 +81,9 @@ def test_run_job_skips_bad_files_and_keeps_existing_outputs(folder: Path, tmp_pa
 
 def test_cli_folder_with_corrupt_files(folder: Path, small_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["upscale", str(folder), "-o", str(out), "--model", str(small_weights)])
+    result = runner.invoke(app, ["upscale", str(folder), "-o", str(out), "--model", str(small_weights), "--no-tune"])
     assert result.exit_code == 1, result.output
-    assert "torch-fp32+channels_last on cpu" in result.stderr
+    assert "torch-fp32+channels_last on cpu" in result.stderr  # the static ranking
     for name in ("broken.png", "empty.png", "text.jpg"):
         assert f"skipped {folder / name}" in result.stderr
     assert "2 written, 0 left as they were" in result.stderr and "3 failed" in result.stderr
@@ -117,3 +117,16 @@ def test_cli_setup_errors_are_clear(folder: Path, small_weights: Path, tmp_path:
     assert result.exit_code == 2 and "neither a file nor a shipped model" in result.stderr
     result = runner.invoke(app, ["upscale", str(folder), "-o", str(tmp_path / "o"), "--tile", "-1"])
     assert result.exit_code == 2
+
+
+def test_cli_upscale_times_the_routes_once_then_reads_the_cache(folder: Path, small_weights: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))  # nothing measured yet
+    args = ["upscale", str(folder / "a.png"), "-o", str(tmp_path / "o1.png"), "--model", str(small_weights)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.stderr
+    assert "(fastest; measured now at 1x3x9x11:" in first.stderr  # a.png is 9 x 11: probed at its own size
+    assert "tune torch fp32 on cpu (channels_last):" in first.stderr and "tune onnxruntime fp32" in first.stderr
+    second = runner.invoke(app, [*args[:3], str(tmp_path / "o2.png"), *args[4:]])
+    assert second.exit_code == 0 and "(fastest; cached measurement at 1x3x9x11:" in second.stderr
+    assert read_image(tmp_path / "o1.png").shape == read_image(tmp_path / "o2.png").shape == (36, 44, 3)

@@ -15,7 +15,7 @@ from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt_metadata import EngineMetadataError
 from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.zoo import RELEASED_DIR
-from sr_deploy.runtime import load
+from sr_deploy.runtime import load, load_selected
 from sr_deploy.runtime.select import (
     DEFAULT_MODEL,
     RANKING,
@@ -24,7 +24,6 @@ from sr_deploy.runtime.select import (
     Facts,
     decide,
     identify,
-    load_selected,
     machine_facts,
 )
 from tests.helpers import SMALL, random_srresnet
