@@ -3,6 +3,7 @@
 # int8) and accuracy-budgeted INT8 in both Q/DQ layouts, the CPU suite (parity, Set5/Set14 accuracy, latency) on
 # all of them, then the plain calibration methods compared (minmax / percentile / entropy, both layouts).
 # Usage: benchmarks/cpu_results.sh [DATASETS_DIR (default ../shared/datasets)] [WORK_DIR (default runs/cpu-precisions)]
+# Environment: BENCH_ARGS overrides suite settings (default "--repeats 10"); CALIBRATION=0 skips the method comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-../shared/datasets}
@@ -24,8 +25,10 @@ for f in fp32 fp16 int8-ort-cpu-entropy int8-ort-cpu-budget int8-tensorrt-entrop
   ONNX+=(--onnx "$W/$f.onnx")
 done
 # the whole suite (sizes 128x128, 256x256, 270x480; one variant in memory at a time), 10 timed runs per shape
-sr-deploy bench --suite benchmarks/suites/cpu.toml --repeats 10 --model "$MODEL" "${ONNX[@]}" \
+# shellcheck disable=SC2086
+sr-deploy bench --suite benchmarks/suites/cpu.toml ${BENCH_ARGS:---repeats 10} --model "$MODEL" "${ONNX[@]}" \
     --out 'benchmarks/results/{machine}'
+[ "${CALIBRATION:-1}" = 0 ] && exit 0
 # plain calibration methods (reuses the entropy models above)
 python benchmarks/int8_calibration.py "$W/fp32.onnx" $INT8_CAL --data "$D/Set5/HR" --data "$D/Set14/HR" \
     --work "$W" --out 'benchmarks/results/{machine}'

@@ -10,7 +10,8 @@ The public API (everything else is machinery and may move)::
 
 - models: :class:`ModelDescriptor` (what a model is and can do), :func:`load_weights`, :func:`save_weights`
 - running: :func:`load` / :func:`load_selected` -> an :class:`Upscaler` (``run`` on N x 3 x H x W
-  float32 in [0, 1]); :func:`upscale_image` / :func:`upscale_file` (modes, bit depths, tiling)
+  float32 in [0, 1]); :func:`tune` times every route here (cached); :func:`upscale_image` /
+  :func:`upscale_file` (modes, bit depths, tiling)
 - exporting: :func:`export_onnx`, :func:`export_fp16`, :func:`export_int8` (each verified before it
   writes), :func:`build_engine` (TensorRT) with typed :class:`Profile` shapes
 - evidence: :func:`evaluate` (Y-PSNR/SSIM against ground truth), :func:`compare` with a

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.bicubic import BicubicUpscaler
@@ -18,6 +19,8 @@ from sr_deploy.errors import BackendUnavailable
 from sr_deploy.runtime.select import Artifact, Route, Selection, decide, identify, machine_facts, open_route
 from sr_deploy.runtime.tune import tune
 from sr_deploy.vocabulary import AUTO
+
+P = ParamSpec("P")
 
 #: The bicubic baseline (``load("bicubic")``): no file, one route.
 BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
@@ -72,26 +75,19 @@ def load_selected(
     raise BackendUnavailable("; ".join(failures))
 
 
-def load(
-    model: str | os.PathLike[str] | None = None,
-    *,
-    backend: str = AUTO,
-    precision: str | None = None,
-    device: str | None = None,
-    scale: int = 4,
-    convert: bool | None = None,
-    tune_shape: tuple[int, int, int, int] | None = None,
-) -> Upscaler:
-    """Load ``model`` on the fastest route for ``precision``; use the result as a context manager (or call
-    ``close()``) to free it.
+def _upscaler_only(select: Callable[P, tuple[Upscaler, Selection]]) -> Callable[P, Upscaler]:
+    """``select`` returning only the upscaler (same parameters)."""
 
-    ``model``: a shipped model name (None: the shipped default), ``.safetensors``/``.pt`` weights
-    (PyTorch), an ``.onnx`` file (ONNX Runtime on CPU, CUDA or TensorRT EP; OpenVINO on the CPU), an
-    ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times).
-    ``backend``: ``auto``, ``torch``, ``onnxruntime``, ``openvino`` or ``tensorrt``. ``device``:
-    ``cpu``, ``cuda`` or ``cuda:N`` (None: the fastest here). ``convert``: with weights and an ONNX or
-    TensorRT backend, make that file on first use and reuse it (None: when ``backend`` is named).
-    ``tune_shape``: choose ``auto``'s route by timing on this machine (see :func:`load_selected`).
-    """
-    return load_selected(model, backend=backend, precision=precision, device=device, scale=scale, convert=convert,
-                         tune_shape=tune_shape)[0]
+    def load(*args: P.args, **kwargs: P.kwargs) -> Upscaler:
+        return select(*args, **kwargs)[0]
+
+    return load
+
+
+#: Load ``model`` on the fastest route for ``precision``; use the result as a context manager (or call
+#: ``close()``) to free it. Takes what :func:`load_selected` takes: ``model`` a shipped model name (None:
+#: the shipped default), ``.safetensors``/``.pt`` weights (PyTorch), an ``.onnx`` file (ONNX Runtime on
+#: CPU, CUDA or the TensorRT EP; OpenVINO on the CPU), an ``.engine``/``.plan`` TensorRT engine, or
+#: ``"bicubic"`` (the baseline, ``scale`` times); ``backend`` ``auto``, ``torch``, ``onnxruntime``,
+#: ``openvino`` or ``tensorrt``; ``device`` ``cpu``, ``cuda`` or ``cuda:N`` (None: the fastest here).
+load = _upscaler_only(load_selected)
