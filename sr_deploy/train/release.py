@@ -26,8 +26,8 @@ def release_run(run_dir: str | os.PathLike[str], name: str, evaluation: dict[str
     """Copy the run's ``best.safetensors`` to ``dest/NAME.safetensors`` with release metadata.
 
     The JSON sidecar keeps the descriptor and training summary (data, steps, time, validation) and
-    adds the weights' sha256, ``evaluation`` (e.g. Set5/Set14 Y-PSNR/SSIM) and, for a run
-    warm-started with ``--init``, ``training.init``: the starting weights' sha256 and their own
+    adds the weights' sha256, ``evaluation`` (e.g. Set5/Set14 Y-PSNR/SSIM) and, for a run warm-started
+    from other weights (``TrainConfig.init``), ``training.init``: the starting weights' sha256 and their own
     training summary (so the lineage of a model trained across sessions stays on record); the
     training log is copied beside it. Everything is written atomically.
     """
