@@ -32,6 +32,7 @@ from sr_deploy.data.datasets import collect_images
 from sr_deploy.export.fp16 import export_fp16
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.onnx import export_onnx
+from sr_deploy.export.qdq import DEFAULT_METHOD
 from sr_deploy.export.tensorrt import build_engine
 from sr_deploy.hardware import tensorrt_unavailable_reason
 from sr_deploy.models.zoo import resolve_weights
@@ -54,7 +55,7 @@ class PipelineConfig:
     val: str | None = None
     targets: tuple[str, ...] = TARGETS
     max_psnr_drop: float = 0.05
-    int8_method: str = "entropy"
+    int8_method: str = DEFAULT_METHOD
     calib_images: int | None = None
     bench: dict[str, Any] = field(default_factory=dict)
 

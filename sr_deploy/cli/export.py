@@ -21,7 +21,7 @@ from sr_deploy.cli.common import (
 )
 from sr_deploy.export.fp16 import DEFAULT_MARGIN
 from sr_deploy.export.onnx import DEFAULT_OPSET
-from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_PERCENTILE, LAYOUTS, METHODS
+from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE, LAYOUTS, METHODS
 
 export_app = typer.Typer(help="Export to verified ONNX: fp32, fp16, int8 Q/DQ.", no_args_is_help=True)
 
@@ -72,7 +72,7 @@ def export_int8_command(
     output: Annotated[Path, output_option("int8 Q/DQ ONNX file to write")],
     target: Annotated[str, typer.Option(help=f"Q/DQ layout: {choices(LAYOUTS)}")] = "tensorrt",
     calib: CalibOpt = None,
-    method: Annotated[str, typer.Option(help=choices(METHODS))] = "minmax",
+    method: Annotated[str, typer.Option(help=choices(METHODS))] = DEFAULT_METHOD,
     calib_images: CalibImagesOpt = None,
     max_psnr_drop: OptionalPsnrBudgetOpt = None,
     val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,

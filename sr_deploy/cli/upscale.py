@@ -52,6 +52,9 @@ def upscale(
     tune: Annotated[bool, typer.Option(
         help="With --backend auto: choose by timing every route here once (cached), not by the static ranking")
     ] = True,
+    max_psnr_drop: Annotated[float, typer.Option(
+        min=0.0, help="With --backend auto and weights: also allow bf16 / int8 whose Y-PSNR drop against fp32, "
+        "measured here, is within this many dB (0: the model's own precision)")] = 0.0,
 ) -> None:
     """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
 
@@ -64,12 +67,14 @@ def upscale(
       sr-deploy upscale photo.jpg -o photo-x4.png --model runs/x4/best.safetensors
 
       sr-deploy upscale photos/ 'more/**/*.png' -o out/ --model model-int8.onnx --tile 128
+
+      sr-deploy upscale video-frames/ -o out/ --max-psnr-drop 0.05
     """
     try:
         plan = plan_job(inputs, output)
         shape = tune_shape(plan.pairs[0][0]) if tune and backend == AUTO and plan.pairs else None
         upscaler, selection = sr.load_selected(model, backend=backend, precision=precision, tune_shape=shape,
-                                               log=log_text)
+                                               max_psnr_drop=max_psnr_drop, log=log_text)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
 

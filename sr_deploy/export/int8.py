@@ -27,6 +27,7 @@ from sr_deploy.export.calibration import calibration_set
 from sr_deploy.export.gate import gate_and_write, source_name
 from sr_deploy.export.qdq import (
     DEFAULT_BINS,
+    DEFAULT_METHOD,
     DEFAULT_PERCENTILE,
     ENTROPY_QUANTIZED_BINS,
     LAYOUTS,
@@ -73,7 +74,7 @@ def export_int8(
     *,
     target: str = "tensorrt",
     calib: str | os.PathLike[str] | None = None,
-    method: str = "minmax",
+    method: str = DEFAULT_METHOD,
     num_images: int | None = None,
     max_psnr_drop: float | None = None,
     val: str | os.PathLike[str] | None = None,

@@ -18,13 +18,30 @@ from pathlib import Path
 
 from sr_deploy._version import __version__
 from sr_deploy.artifacts import sha256_file
+from sr_deploy.backends.openvino import openvino_unavailable_reason
 from sr_deploy.export.fp16 import export_fp16
+from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.onnx import export_onnx
 from sr_deploy.export.tensorrt import build_engine
+from sr_deploy.hardware import this_cpu
 
-#: File precisions the conversion makes from weights (int8 needs calibration and an accuracy budget:
-#: export it with ``export_int8``).
+#: File precisions the conversion makes from weights without more input (int8 also needs an accuracy
+#: budget: :func:`convert_int8`).
 CONVERTIBLE = {"onnx": ("fp32", "fp16"), "engine": ("fp32", "fp16")}
+
+
+def int8_layout_for(vnni: bool, openvino: bool) -> str:
+    """The Q/DQ layout of int8 made on demand for a CPU with (or without) VNNI, with (or without) OpenVINO.
+    With both: symmetric int8 activations (the ``tensorrt`` layout), which OpenVINO ran 3.1-4.1x faster than
+    torch fp32 against 1.8-1.9x for the uint8 ``ort-cpu`` layout at the same accuracy
+    (benchmarks/results/amd-epyc-2c). Without VNNI symmetric activations lose accuracy on OpenVINO (23 dB Set5
+    on AVX2), and ONNX Runtime runs them slowly: the ``ort-cpu`` layout (uint8 activations)."""
+    return "tensorrt" if vnni and openvino else "ort-cpu"
+
+
+def cpu_int8_layout() -> str:
+    """:func:`int8_layout_for` this machine."""
+    return int8_layout_for(this_cpu().vnni, openvino_unavailable_reason() is None)
 
 
 def cache_root() -> Path:
@@ -35,14 +52,36 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sr-deploy"
 
 
-def converted_path(weights: str | os.PathLike[str], kind: str, precision: str) -> Path:
-    """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached."""
-    if precision not in CONVERTIBLE.get(kind, ()):
+def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, max_psnr_drop: float | None = None
+                   ) -> Path:
+    """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached
+    (int8: an ONNX made within the Y-PSNR budget ``max_psnr_drop``, on this CPU class)."""
+    if precision == "int8" and kind == "onnx" and max_psnr_drop is not None:
+        tag = f"int8-{cpu_int8_layout()}-budget{max_psnr_drop:g}-{this_cpu().isa}"
+    elif precision in CONVERTIBLE.get(kind, ()):
+        tag = precision
+    else:
         raise ValueError(f"no conversion of weights to a {precision} {kind}; converted on demand: "
-                         + ", ".join(f"{k} {'/'.join(v)}" for k, v in CONVERTIBLE.items()))
+                         + ", ".join(f"{k} {'/'.join(v)}" for k, v in CONVERTIBLE.items())
+                         + ", onnx int8 within an accuracy budget")
     digest = sha256_file(weights)[:20]
     suffix = ".onnx" if kind == "onnx" else ".engine"
-    return cache_root() / "converted" / f"{Path(weights).stem}-{digest}-{precision}-v{__version__}{suffix}"
+    return cache_root() / "converted" / f"{Path(weights).stem}-{digest}-{tag}-v{__version__}{suffix}"
+
+
+def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Callable[[str], None] | None = None
+                 ) -> Path:
+    """The cached int8 ONNX (:func:`cpu_int8_layout`, entropy calibration on the embedded photos) of ``weights``
+    whose Y-PSNR drop against fp32, measured on this CPU class, is within ``max_psnr_drop`` dB; made now
+    (the accuracy-budget search, a minute or so for SRResNet x4 on 2 cores) if it is not there yet."""
+    target = converted_path(weights, "onnx", "int8", max_psnr_drop)
+    if not target.is_file():
+        fp32 = convert(weights, "onnx", "fp32", log)
+        note = log or (lambda _m: None)
+        note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop, on_step=log)
+    return target
 
 
 def convert(

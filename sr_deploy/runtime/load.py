@@ -8,22 +8,80 @@ cached). When the chosen route fails to start, the next candidate is tried and t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec
 
+from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.bicubic import BicubicUpscaler
-from sr_deploy.errors import BackendUnavailable
-from sr_deploy.runtime.select import Artifact, Route, Selection, decide, identify, machine_facts, open_route
-from sr_deploy.runtime.tune import tune
+from sr_deploy.errors import BackendUnavailable, ExportError
+from sr_deploy.runtime.convert import convert_int8
+from sr_deploy.runtime.select import RANKING, Artifact, Route, Selection, decide, identify, machine_facts, open_route
+from sr_deploy.runtime.tune import measure_drop, tune
 from sr_deploy.vocabulary import AUTO
 
 P = ParamSpec("P")
 
 #: The bicubic baseline (``load("bicubic")``): no file, one route.
 BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A precision that may run a model within an accuracy budget: the file it runs from, the precision,
+    and its Y-PSNR drop against fp32 measured on this machine (dB)."""
+
+    artifact: Artifact
+    precision: str
+    drop: float
+
+
+def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
+                   log: Callable[[str], None] | None) -> list[Option]:
+    """fp32, and every reduced precision whose Y-PSNR drop against fp32, measured on this machine, is within
+    ``max_psnr_drop``: int8 made within the budget on this CPU class (CPU only), bf16 and fp16 where a route
+    runs them natively here."""
+    facts, note = machine_facts(), log or (lambda _m: None)
+    options = [Option(artifact, "fp32", 0.0)]
+    if (device or "cpu") == "cpu":
+        try:
+            int8 = identify(convert_int8(artifact.path, max_psnr_drop, log))
+            calibration = json.loads(onnx_metadata.file_props(int8.path)[onnx_metadata.CALIBRATION])
+            options.append(Option(int8, "int8", float(calibration["psnr_drop_db"])))
+        except (ExportError, BackendUnavailable) as exc:
+            note(f"int8 within {max_psnr_drop:g} dB: not available ({exc})")
+    for precision in ("bf16", "fp16"):
+        try:
+            route = decide(artifact, facts, AUTO, precision, device, convert=True).route
+        except (BackendUnavailable, ValueError):
+            continue  # not native here (emulated bf16, fp16 without a GPU)
+        drop = measure_drop(artifact.path, route, device, log)
+        if drop <= max_psnr_drop:
+            options.append(Option(artifact, precision, drop))
+    return options
+
+
+def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[int, int, int, int] | None,
+                   log: Callable[[str], None] | None) -> tuple[Option, Selection]:
+    """The option whose best route is fastest: timed on this machine with ``tune_shape``, else by the static ranking."""
+    facts = machine_facts()
+    picks = []
+    for option in options:
+        selection = decide(option.artifact, facts, AUTO, option.precision, device, convert=True)
+        if tune_shape is not None:
+            timed = tune(option.artifact.path, precision=option.precision, device=device, shape=tune_shape, log=log)
+            best = timed.route()
+            selection = Selection(option.artifact, best, timed.summary(),
+                                  (best, *(r for r in selection.candidates if r != best)))
+            picks.append((timed.best.p50_ms or 0.0, option, selection))
+        else:
+            picks.append((float(RANKING.index(selection.route)), option, selection))
+    _, option, selection = min(picks, key=lambda pick: pick[0])
+    return option, selection
 
 
 def load_selected(
@@ -35,6 +93,7 @@ def load_selected(
     scale: int = 4,
     convert: bool | None = None,
     tune_shape: tuple[int, int, int, int] | None = None,
+    max_psnr_drop: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Upscaler, Selection]:
     """:func:`load` that also returns the :class:`~sr_deploy.runtime.select.Selection` (with the reason to print).
@@ -43,7 +102,10 @@ def load_selected(
     shape (the tile shape the job will run) instead of by the static ranking; measured once per model,
     shape and machine, then read from the cache. ``convert``: whether a weights file may run on an ONNX
     or engine backend through a file made on first use (None: yes when ``backend`` names one or when
-    tuning). ``log`` hears about conversions and timings.
+    tuning). ``max_psnr_drop`` (dB, weights with ``backend="auto"`` and no ``precision``): the fastest of
+    fp32 and every reduced precision whose Y-PSNR drop against fp32, measured on this machine, is within
+    it (:func:`budget_options`; int8 is made within the budget on first use). ``log`` hears about
+    conversions, measurements and timings.
     """
     if model is not None and os.fspath(model) == "bicubic":
         artifact = Artifact(Path("bicubic"), "bicubic")
@@ -51,6 +113,14 @@ def load_selected(
                               (BICUBIC_ROUTE,))
         return BicubicUpscaler(scale), selection
     artifact = identify(model)
+    if max_psnr_drop < 0:
+        raise ValueError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
+    if max_psnr_drop > 0 and artifact.kind == "weights" and backend == AUTO and precision is None:
+        option, selection = fastest_option(budget_options(artifact, max_psnr_drop, device, log), device, tune_shape,
+                                           log)
+        reason = (f"{option.precision}: Y-PSNR drop {option.drop:.3f} dB against fp32 measured here (budget "
+                  f"{max_psnr_drop:g} dB); {selection.reason}")
+        return _open(Selection(selection.artifact, selection.route, reason, selection.candidates), device, log)
     tuning = tune_shape is not None and backend == AUTO
     if convert is None:
         convert = backend != AUTO or tuning
@@ -61,16 +131,21 @@ def load_selected(
         best = measured.route()
         rest = tuple(r for r in selection.candidates if r != best)
         selection = Selection(artifact, best, measured.summary(), (best, *rest))
+    return _open(selection, device, log)
+
+
+def _open(selection: Selection, device: str | None, log: Callable[[str], None] | None) -> tuple[Upscaler, Selection]:
+    """Open the selection's route, or the next candidate when one fails to start (the reason says so)."""
     failures: list[str] = []
     for route in selection.candidates:
         try:
-            upscaler = open_route(route, artifact, device, log)
+            upscaler = open_route(route, selection.artifact, device, log)
         except BackendUnavailable as exc:
             failures.append(f"{route.label} failed to start: {exc}")
             continue
         if failures:
             reason = f"{route.label} ({'; '.join(failures)}); planned: {selection.reason}"
-            selection = Selection(artifact, route, reason, selection.candidates)
+            selection = Selection(selection.artifact, route, reason, selection.candidates)
         return upscaler, selection
     raise BackendUnavailable("; ".join(failures))
 

@@ -73,10 +73,13 @@ _ORT_TRT, _ORT_CUDA, _ORT_CPU = "TensorrtExecutionProvider", "CUDAExecutionProvi
 _OV_CPU = "CPU"
 
 RANKING_SOURCE = (
-    "CPU speedups: SRResNet x4 throughput over torch fp32, measured on the 2-core Zen 5 development CPU "
-    "(AVX-512 BF16), issue 6: torch bf16+channels_last 2.43x, ONNX Runtime int8 (u8s8) 1.40x, torch "
-    "channels_last fp32 1.27x, ONNX Runtime fp32 1.13x (ONNX Runtime fp16 on CPU: not measured, last). "
-    "GPU order (issue 6): TensorRT, then ONNX Runtime CUDA, then torch CUDA; any GPU route before any CPU route."
+    "CPU speedups: shipped srresnet-x4 at 1x3x128x128, p50 over torch fp32 (NCHW) in one bench run on a 2-core "
+    "AMD EPYC (avx512_bf16 class: AVX-512 VNNI and BF16), benchmarks/results/amd-epyc-2c: OpenVINO bf16 2.86x, "
+    "torch bf16+channels_last 2.29x, OpenVINO int8 (ort-cpu layout, budgeted) 1.85x, ONNX Runtime int8 (ort-cpu, "
+    "budgeted) 1.65x, OpenVINO fp32 1.40x, OpenVINO fp16 1.36x, torch channels_last fp32 1.25x, ONNX Runtime "
+    "fp32 1.21x, ONNX Runtime fp16 0.93x. Other CPUs order them differently (AVX2: no native bf16, u8s8 int8 "
+    "saturates): `tune` measures the order on the machine itself. GPU order (issue 6): TensorRT, then ONNX "
+    "Runtime CUDA, then torch CUDA; any GPU route before any CPU route."
 )
 
 #: Every route, fastest first: the first available one of the requested precision wins.
@@ -85,15 +88,15 @@ RANKING: tuple[Route, ...] = (
     *(Route("onnxruntime", "cuda", p, "onnx", _ORT_TRT) for p in ("fp32", "fp16", "int8")),
     *(Route("onnxruntime", "cuda", p, "onnx", _ORT_CUDA) for p in ("fp32", "fp16")),
     *(Route("torch", "cuda", p, "weights", _TORCH_GPU) for p in ("fp32", "fp16", "bf16")),
-    Route("torch", "cpu", "bf16", "weights", "channels_last", 2.43),
-    Route("openvino", "cpu", "bf16", "onnx", _OV_CPU, source="fp32"),
-    Route("openvino", "cpu", "int8", "onnx", _OV_CPU),
-    Route("onnxruntime", "cpu", "int8", "onnx", _ORT_CPU, 1.40),
-    Route("openvino", "cpu", "fp32", "onnx", _OV_CPU),
-    Route("torch", "cpu", "fp32", "weights", "channels_last", 1.27),
-    Route("onnxruntime", "cpu", "fp32", "onnx", _ORT_CPU, 1.13),
-    Route("openvino", "cpu", "fp16", "onnx", _OV_CPU),
-    Route("onnxruntime", "cpu", "fp16", "onnx", _ORT_CPU),
+    Route("openvino", "cpu", "bf16", "onnx", _OV_CPU, 2.86, source="fp32"),
+    Route("torch", "cpu", "bf16", "weights", "channels_last", 2.29),
+    Route("openvino", "cpu", "int8", "onnx", _OV_CPU, 1.85),
+    Route("onnxruntime", "cpu", "int8", "onnx", _ORT_CPU, 1.65),
+    Route("openvino", "cpu", "fp32", "onnx", _OV_CPU, 1.40),
+    Route("openvino", "cpu", "fp16", "onnx", _OV_CPU, 1.36),
+    Route("torch", "cpu", "fp32", "weights", "channels_last", 1.25),
+    Route("onnxruntime", "cpu", "fp32", "onnx", _ORT_CPU, 1.21),
+    Route("onnxruntime", "cpu", "fp16", "onnx", _ORT_CPU, 0.93),
 )
 
 

@@ -8,7 +8,8 @@ keeps the median. The table and the choice are cached in ``<cache>/tuning.json``
 of the model file's sha256, the request (precision, device), the shape and the machine (CPU model
 and instruction-set class, GPUs, the versions of torch, ONNX Runtime, OpenVINO and TensorRT), so it
 is measured once per model, shape and machine; any change in a key part measures again. A cache
-file that cannot be read is ignored and rewritten.
+file that cannot be read is ignored and rewritten. The same holds for accuracy: :func:`measure_drop`
+measures a reduced-precision route's Y-PSNR drop against fp32 here, once (``<cache>/drops.json``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import numpy as np
 
 from sr_deploy.artifacts import atomic_write_json, library_versions, sha256_file
 from sr_deploy.errors import BackendUnavailable
+from sr_deploy.export.sensitivity import validation_pairs
 from sr_deploy.hardware import this_cpu
 from sr_deploy.runtime.convert import cache_root
 from sr_deploy.runtime.select import AUTO, RANKING, Route, decide, identify, machine_facts, open_route
+from sr_deploy.scoring import mean_y_psnr, upscale_pair
 
 #: Libraries whose version changes a timing.
 TIMED_LIBRARIES = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -171,3 +174,28 @@ def tune(
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache, entries)
     return Tuning(key, shape, timings, from_cache=False)
+
+
+def measure_drop(
+    model: str | os.PathLike[str], route: Route, device: str | None = None, log: Callable[[str], None] | None = None
+) -> float:
+    """Y-PSNR drop (dB) of ``route`` against torch fp32 on ``model``'s weights, on the validation crops of
+    the embedded evaluation photos, measured on this machine once (cached like timings)."""
+    artifact = identify(model)
+    reference = Route("torch", (device or "cpu").split(":")[0], "fp32", "weights")
+    key = tuning_key(sha256_file(artifact.path), f"drop:{route.label}", device, (), machine_key())
+    cache = cache_root() / "drops.json"
+    entries = read_cache(cache)
+    if isinstance(entries.get(key), float):
+        return float(entries[key])
+    with open_route(reference, artifact, device, log) as ref:
+        pairs = validation_pairs(None, ref.scale)
+        baseline = mean_y_psnr([upscale_pair(ref, p) for p in pairs], pairs, ref.scale)
+    with open_route(route, artifact, device, log) as up:
+        drop = baseline - mean_y_psnr([upscale_pair(up, p) for p in pairs], pairs, up.scale)
+    entries[key] = drop
+    if log:
+        log(f"{route.label}: Y-PSNR drop {drop:.3f} dB against fp32 on {len(pairs)} validation crops")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cache, entries)
+    return drop

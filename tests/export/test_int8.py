@@ -14,9 +14,10 @@ from sr_deploy.cli import app
 from sr_deploy.data.image_io import write_image
 from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.int8 import export_int8
-from sr_deploy.export.qdq import LAYOUTS, Quantizer, compute_ranges
+from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB, export_int8
+from sr_deploy.export.qdq import DEFAULT_METHOD, LAYOUTS, Quantizer, compute_ranges
 from sr_deploy.export.sensitivity import node_work, outputs_of, validation_pairs
+from sr_deploy.hardware import this_cpu
 from sr_deploy.runtime import load
 from sr_deploy.scoring import mean_y_psnr
 from tests.helpers import TINY_TRAINED
@@ -29,12 +30,19 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
 def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: Path, target: str) -> None:
-    result = export_int8(trained_tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2)
+    # a 2-image calibration of a tiny model: the gate is widened (its own test is below), the metadata is the point
+    result = export_int8(trained_tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2, max_plain_drop=1.0)
     model = onnx.load(str(result.path))
     props = meta.read_props(model)
     assert props[meta.PRECISION] == "int8"
     calib = json.loads(props[meta.CALIBRATION])
-    assert calib["layout"] == target and calib["method"] == "minmax" and calib["crops"] == 8
+    assert calib["layout"] == target and calib["method"] == DEFAULT_METHOD == "entropy" and calib["crops"] == 8
+    # validated here, on this CPU class, within the plain-export accuracy limit; 7-bit weights chosen for u8s8
+    # activations exactly where the CPU has no VNNI
+    cpu = this_cpu()
+    assert calib["validated_on"]["isa"] == cpu.isa and calib["validated_on"]["vnni"] == cpu.vnni
+    assert calib["psnr_drop_db"] == calib["validated_on"]["psnr_drop_db"] <= 1.0 and PLAIN_MAX_DROP_DB == 0.3
+    assert calib["weights"].endswith("(7-bit reduce_range)") == (target == "ort-cpu" and not cpu.vnni)
     zps = _zero_points(model)
     if target == "tensorrt":
         assert all(z.dtype == np.int8 and not z.any() for z in zps)
@@ -89,7 +97,7 @@ def test_budget_excludes_sensitive_layers_until_within_budget(trained_tiny_onnx:
     assert all_int8_drop > 1.0, "calibration was not poor enough"
     budget = all_int8_drop - 0.5
     result = export_int8(trained_tiny_onnx, tmp_path / "b.int8.onnx", target="ort-cpu", calib=calib,
-                         max_psnr_drop=budget)
+                         method="minmax", reduce_range=False, max_psnr_drop=budget)  # as the quantizer above
     report = result.budget
     assert report is not None and report.all_int8_drop == pytest.approx(all_int8_drop)
     assert report.within_budget and report.final_drop <= budget
@@ -130,4 +138,13 @@ def test_int8_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     notonnx.write_bytes(b"\x89PNG not a model")
     res = CliRunner().invoke(app, ["export", "int8", str(notonnx), "-o", str(out)])
     assert res.exit_code == 2 and "model.onnx is not a readable ONNX file" in res.output
+    assert not out.exists()
+
+
+def test_plain_int8_over_the_accuracy_limit_is_not_written(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    calib = _dark_images(tmp_path / "dark")  # poor calibration: over 1 dB lost (see the budget test)
+    out = tmp_path / "plain.int8.onnx"
+    with pytest.raises(ExportError, match=r"loses \d+\.\d+ dB Y-PSNR on the validation crops on this \w+ CPU, over the "
+                       r"0.3 dB limit; .*plain.int8.onnx not written. Give an accuracy budget"):
+        export_int8(trained_tiny_onnx, out, target="ort-cpu", calib=calib, method="minmax")
     assert not out.exists()

@@ -11,7 +11,7 @@ from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.models import save_weights
-from sr_deploy.runtime.convert import cache_root, convert, converted_path
+from sr_deploy.runtime.convert import cache_root, convert, converted_path, int8_layout_for
 from sr_deploy.runtime.load import load_selected
 from tests.helpers import SMALL, random_srresnet
 
@@ -54,3 +54,13 @@ def test_auto_does_not_convert_and_conversion_can_be_refused(small_weights: Path
     assert up.name.startswith("torch") and not (cache / "converted").exists()
     with pytest.raises(BackendUnavailable, match="export onnx"):
         load_selected(small_weights, backend="onnxruntime", convert=False)
+
+
+@pytest.mark.parametrize(("vnni", "openvino", "layout"), [
+    (True, True, "tensorrt"),  # OpenVINO's VNNI kernels on symmetric activations: the fastest measured
+    (False, True, "ort-cpu"),  # symmetric int8 collapses on OpenVINO without VNNI
+    (True, False, "ort-cpu"),  # ONNX Runtime runs the symmetric layout about as slowly as fp32
+    (False, False, "ort-cpu"),
+])
+def test_int8_layout_made_on_demand_follows_the_cpu(vnni: bool, openvino: bool, layout: str) -> None:
+    assert int8_layout_for(vnni, openvino) == layout

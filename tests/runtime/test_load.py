@@ -1,0 +1,45 @@
+"""Accuracy-budgeted selection: reduced precisions are chosen only within a Y-PSNR drop measured here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sr_deploy.backends import onnx_metadata
+from sr_deploy.runtime.convert import converted_path
+from sr_deploy.runtime.load import budget_options, load_selected
+from sr_deploy.runtime.select import identify, machine_facts
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_options_are_fp32_and_reduced_precisions_within_the_measured_budget(small_weights: Path, cache: Path) -> None:
+    notes: list[str] = []
+    options = budget_options(identify(small_weights), 0.5, None, notes.append)
+    by_precision = {o.precision: o for o in options}
+    assert by_precision["fp32"].drop == 0.0 and all(o.drop <= 0.5 for o in options)
+    int8 = converted_path(small_weights, "onnx", "int8", 0.5)
+    assert int8.is_file() and by_precision["int8"].artifact.path == int8  # made within the budget, on first use
+    calibration = json.loads(onnx_metadata.file_props(int8)[onnx_metadata.CALIBRATION])
+    assert calibration["max_psnr_drop_db"] == 0.5 and calibration["psnr_drop_db"] == by_precision["int8"].drop
+    if machine_facts().cpu_bf16:
+        assert any("bf16" in n and "Y-PSNR drop" in n for n in notes)  # measured, kept or not by its drop
+    else:
+        assert "bf16" not in by_precision  # emulated bf16 is never a candidate
+
+
+def test_budgeted_load_says_what_it_chose_and_why(small_weights: Path, cache: Path) -> None:
+    up, selection = load_selected(small_weights, max_psnr_drop=0.5, tune_shape=(1, 3, 12, 12))
+    assert up.precision in ("fp32", "bf16", "int8")
+    assert f"{up.precision}: Y-PSNR drop " in selection.reason and "(budget 0.5 dB)" in selection.reason
+    assert "measured now" in selection.reason or "cached measurement" in selection.reason
+    fixed, plain = load_selected(small_weights, max_psnr_drop=0.5, precision="fp32")  # an explicit precision wins
+    assert fixed.precision == "fp32" and "budget" not in plain.reason
+    with pytest.raises(ValueError, match="max_psnr_drop must be >= 0 dB"):
+        load_selected(small_weights, max_psnr_drop=-1)
