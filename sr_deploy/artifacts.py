@@ -89,7 +89,7 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"sr-deploy": __version__, "python": platform.python_version()}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "tensorrt"):
+    for dist in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "numpy", "tensorrt"):
         with contextlib.suppress(md.PackageNotFoundError):
             versions[dist] = md.version(dist)
     return versions

@@ -85,6 +85,7 @@ def environment(ort_intra_op: int = 0) -> dict[str, Any]:
         "gpus": gpu_info(),
         "versions": versions,
         "tensorrt": versions.get("tensorrt"),
+        "openvino": versions.get("openvino"),
         "onnxruntime": versions.get("onnxruntime") or versions.get("onnxruntime-gpu"),
         "torch": versions.get("torch"),
         "threads": thread_counts(ort_intra_op),

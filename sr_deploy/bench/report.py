@@ -85,10 +85,13 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     return [
         f"- host: `{env.get('hostname')}`, {env.get('os')}, Python {env.get('python')}",
         f"- CPU: {cpu.get('model')} ({cpu.get('physical_cores')} physical / {cpu.get('logical_cores')} logical "
-        f"cores, {cpu.get('affinity_cores')} usable); ISA: {', '.join(cpu.get('isa', [])) or 'none of interest'}",
+        f"cores, {cpu.get('affinity_cores')} usable); ISA class `{cpu.get('isa_class', '?')}`: "
+        f"{', '.join(cpu.get('isa', [])) or 'none of interest'}",
         f"- memory: {env.get('memory_gb', 0):.1f} GiB; GPU: {gpus}",
         f"- torch {env.get('torch')} (CUDA {env.get('versions', {}).get('torch_cuda')}), ONNX Runtime "
-        f"{env.get('onnxruntime') or 'not installed'}, TensorRT {env.get('tensorrt') or 'not installed'}",
+        f"{env.get('onnxruntime') or 'not installed'}, OpenVINO "
+        f"{env.get('openvino') or ('not installed' if 'openvino' in env else 'version not recorded')}, TensorRT "
+        f"{env.get('tensorrt') or 'not installed'}",
         f"- threads: torch intra-op {threads.get('torch_intra_op')}, inter-op {threads.get('torch_inter_op')}; "
         f"ORT intra-op {threads.get('ort_intra_op')} (effective {threads.get('ort_intra_op_effective')}); "
         f"env {threads.get('env') or '{}'}",
