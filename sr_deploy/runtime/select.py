@@ -109,7 +109,7 @@ class Facts:
     onnxruntime: str | None
     ort_providers: tuple[str, ...]
     cpu_bf16: bool
-    openvino: str | None = "OpenVINO was not looked for"
+    openvino: str | None
     cpu_vnni: bool = True
     cpu_isa: str | None = None
 
