@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import re
+from collections.abc import Iterator
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model
 
 from sr_deploy._version import __version__
 from sr_deploy.artifacts import library_versions
@@ -65,9 +68,75 @@ def provenance(desc: ModelDescriptor, precision: str, source: str, source_sha256
     }
 
 
+def _external_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of the model (graph and subgraph initializers, constant attributes) that may hold data."""
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        yield from graph.initializer
+        yield from (s.values for s in graph.sparse_initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+
+
+def check_external_data(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Refuse external-data locations that are not files inside the folder of the model file ``path``.
+
+    Every tensor stored outside the ``.onnx`` file must name, by ``location``, a relative path with no
+    ``..`` component that (symlinks resolved) stays inside the model's folder and exists. Raises
+    :class:`ModelFileError` naming the model file and the offending location; loads no data.
+    """
+    folder = Path(path).resolve().parent
+    for tensor in _external_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        where = f"ONNX model {path}: tensor {tensor.name!r} has external data location {location!r}"
+        if not location or "\0" in location:
+            raise ModelFileError(f"{where}: not a file name")
+        rel = Path(location)
+        if rel.is_absolute() or PureWindowsPath(location).anchor:
+            raise ModelFileError(f"{where}: an absolute path (external data must lie beside the model)")
+        if ".." in re.split(r"[\\/]", location):
+            raise ModelFileError(f"{where}: a '..' component (external data must lie beside the model)")
+        try:
+            target = (folder / rel).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise ModelFileError(f"{where}: cannot be resolved ({exc})") from None
+        if not target.is_relative_to(folder):
+            raise ModelFileError(f"{where}: outside the model's folder ({target} is not in {folder})")
+        if not target.is_file():
+            raise ModelFileError(f"{where}: does not exist ({target})")
+
+
+def _load_checked(path: Path) -> onnx.ModelProto:
+    """``path`` parsed without its external data, with its external-data locations checked."""
+    if not path.is_file():
+        raise ModelFileError(f"ONNX model {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    for prop in model.metadata_props:  # protobuf hands undecodable (non-UTF-8) strings back as bytes
+        if not isinstance(prop.key, str) or not isinstance(prop.value, str):
+            raise ModelFileError(f"{path} is not a readable ONNX file (metadata_props {prop.key!r} is not UTF-8 text)")
+    check_external_data(model, path)
+    return model
+
+
 def file_props(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, read without its external weights."""
-    return read_props(onnx.load(str(path), load_external_data=False))
+    """The ``metadata_props`` of an ONNX file, read without its external weights (locations checked).
+
+    Raises :class:`ModelFileError` for a missing or unreadable file or an unsafe external-data location.
+    """
+    return read_props(_load_checked(Path(path)))
 
 
 def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
@@ -91,12 +160,11 @@ def load_sr_onnx(
     else:
         p = Path(model)
         where = str(p)
-        if not p.is_file():
-            raise ModelFileError(f"ONNX model {p} does not exist")
+        model = _load_checked(p)
         try:
-            model = onnx.load(str(p))
+            load_external_data_for_model(model, str(p.resolve().parent))
         except Exception as exc:
-            raise ModelFileError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+            raise ModelFileError(f"{p}: cannot read its external data ({type(exc).__name__}: {exc})") from None
     if not model.graph.node:
         raise ModelFileError(f"{where} is not a readable ONNX file (the graph has no nodes)")
     props = read_props(model)

@@ -37,6 +37,13 @@ class EngineMetadataError(ValueError):
     """A sidecar is missing or unreadable, or the engine cannot run here (the message says why)."""
 
 
+def _string(value: object, what: str) -> str:
+    """``value`` when it is a string (a sidecar is untrusted JSON), else TypeError naming ``what``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """What a build was asked for, besides the ONNX file.
@@ -71,7 +78,7 @@ class BuildOptions:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildOptions:
         return cls(
-            profiles=tuple(Profile.parse(p) for p in d["profiles"]),
+            profiles=tuple(Profile.parse(_string(p, "a profile")) for p in d["profiles"]),
             opt_level=int(d["opt_level"]),
             workspace_gb=None if d["workspace_gb"] is None else float(d["workspace_gb"]),
             version_compatible=bool(d["version_compatible"]),
@@ -129,7 +136,7 @@ class EngineMetadata:
             descriptor=dict(d["descriptor"]),
             engine_sha256=str(d.get("engine_sha256", "")),
             build_seconds=float(d.get("build_seconds", 0.0)),
-            timing_cache=d.get("timing_cache"),
+            timing_cache=None if d.get("timing_cache") is None else _string(d["timing_cache"], "timing_cache"),
             extra=dict(d.get("extra", {})),
         )
 
@@ -157,7 +164,8 @@ def read_metadata(engine: str | os.PathLike[str]) -> EngineMetadata:
         )
     try:
         return EngineMetadata.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+        # untrusted JSON: wrong types (AttributeError), int(inf) (OverflowError), deep nesting (RecursionError)
         raise EngineMetadataError(
             f"{path} is not a valid sr-deploy engine sidecar ({type(exc).__name__}: {exc})"
         ) from None

@@ -74,11 +74,15 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], M
         raise WeightsError(f"cannot read weights {p}: {type(exc).__name__}: {exc}") from None
     if not isinstance(ckpt, dict) or "descriptor" not in ckpt or "model" not in ckpt:
         raise WeightsError(f"{p} is not an sr-deploy checkpoint (needs 'model' and 'descriptor' entries)")
-    state = ckpt.get("ema") or ckpt["model"]
+    ema = ckpt.get("ema")
+    state = ema if isinstance(ema, dict) and ema else ckpt["model"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise WeightsError(f"{p}: the checkpoint's weights are not a mapping of names to tensors")
     try:
         desc = ModelDescriptor.from_json(ckpt["descriptor"])
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(f"{p}: invalid descriptor in the checkpoint ({exc})") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise WeightsError(f"{p}: invalid descriptor in the checkpoint ({type(exc).__name__}: {exc})") from None
     return state, desc
 
 
@@ -87,7 +91,10 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
 ]:
     """Build the network described beside ``path``, load its weights, return it in eval mode."""
     state, desc = read_state(path)
-    model = build_model(desc)
+    try:
+        model = build_model(desc)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: cannot build the network of {desc} ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.errors import ModelFileError
 from sr_deploy.models import ModelDescriptor
+from tests.helpers import NEAREST, nearest_onnx
 
 
 def _identity_model(rank: int, with_descriptor: bool) -> onnx.ModelProto:
@@ -52,3 +54,57 @@ def test_precision_check_and_props_round_trip(tmp_path: Path) -> None:
     loaded, desc = meta.load_sr_onnx(path, None)
     assert desc == ModelDescriptor()
     assert meta.read_props(loaded)[meta.CALIBRATION] == '{"method": "minmax"}'
+
+
+def _external_model(folder: Path) -> Path:
+    """:func:`nearest_onnx` re-saved with its initializer in ``weights.bin`` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = nearest_onnx(folder / "ext.onnx", precision="fp32")
+    onnx.save(onnx.load(str(path)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    return path
+
+
+def _relocate(path: Path, location: str) -> None:
+    """Point every external-data tensor of ``path`` at ``location`` (the data itself is not moved)."""
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(path))
+
+
+def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
+    path = _external_model(tmp_path / "model")
+    raw = onnx.load(str(path), load_external_data=False)
+    assert raw.graph.initializer[0].data_location == TensorProto.EXTERNAL
+    loaded, desc = meta.load_sr_onnx(path)
+    assert desc == NEAREST
+    assert list(numpy_helper.to_array(loaded.graph.initializer[0])) == [1, 1, 4, 4]
+    assert meta.file_props(path)[meta.PRECISION] == "fp32"
+    (tmp_path / "model" / "sub").mkdir()
+    (tmp_path / "model" / "weights.bin").rename(tmp_path / "model" / "sub" / "w.bin")
+    _relocate(path, "sub/w.bin")  # a subfolder of the model's folder is inside it
+    assert meta.load_sr_onnx(path)[1] == NEAREST
+
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "symlink", "missing"])
+def test_external_data_outside_the_folder_is_refused(tmp_path: Path, kind: str) -> None:
+    path = _external_model(tmp_path / "model")
+    outside = tmp_path / "outside.bin"
+    (tmp_path / "model" / "weights.bin").rename(outside)
+    location, reason = {
+        "parent": ("../outside.bin", "a '..' component"),
+        "absolute": (str(outside), "an absolute path"),
+        "symlink": ("link.bin", "outside the model's folder"),
+        "missing": ("nothing.bin", "does not exist"),
+    }[kind]
+    if kind == "symlink":
+        (tmp_path / "model" / "link.bin").symlink_to(outside)
+    _relocate(path, location)
+    message = re.escape(f"ONNX model {path}: tensor 'scales' has external data location {location!r}: {reason}")
+    with pytest.raises(ModelFileError, match=message):
+        meta.load_sr_onnx(path)
+    with pytest.raises(ModelFileError, match=message):
+        meta.file_props(path)
