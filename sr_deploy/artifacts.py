@@ -14,7 +14,9 @@ import json
 import math
 import os
 import platform
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +32,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=_TEMP_SUFFIX, dir=dest.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -42,6 +44,34 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_TEMP_SUFFIX = ".tmp"
+#: The names :func:`atomic_open` gives its temporary files: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``.
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX))
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str], older_than_s: float = 3600.0) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_open` in ``folder`` (not below it) that were last
+    modified more than ``older_than_s`` seconds ago: what a killed writer left behind. A younger one may
+    belong to a write in progress and is kept, and so is every file whose name does not match
+    :data:`TEMP_NAME`. Returns the removed paths; a missing folder or a file that cannot be removed is
+    passed over."""
+    deadline = time.time() - older_than_s
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if (TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < deadline):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from sr_deploy import __version__
-from sr_deploy.artifacts import atomic_open, atomic_write_bytes, atomic_write_json, library_versions, sha256_file
+from sr_deploy.artifacts import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    library_versions,
+    remove_stale_temp_files,
+    sha256_file,
+)
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -95,3 +103,21 @@ def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_remove_stale_temp_files_only_old_own_temporaries(tmp_path: Path) -> None:
+    with atomic_open(tmp_path / "image.png") as fh:  # a real temporary name, as a kill -9 would leave it
+        fh.write(b"half")
+        [real] = leftovers(tmp_path)
+        os.link(real, tmp_path / "killed")
+    os.replace(tmp_path / "killed", real)
+    fresh = tmp_path / ".other.png.abcd1234.tmp"
+    other = tmp_path / "mine.tmp"
+    for p in (fresh, other):
+        p.write_bytes(b"x")
+    old = time.time() - 7200
+    for p in (real, other):
+        os.utime(p, (old, old))
+    assert remove_stale_temp_files(tmp_path, older_than_s=3600) == [real]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["image.png", fresh.name, other.name])
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -30,6 +30,7 @@ from sr_deploy.cli.common import (
 )
 from sr_deploy.data.image_io import ImageReadError, image_size
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
+from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, OUTPUT_PIXELS_FACTOR
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
 from sr_deploy.vocabulary import AUTO, PRECISIONS
@@ -39,7 +40,8 @@ DeployOutOpt = Annotated[Path, typer.Option(help="Output folder (ONNX files, eng
 
 def upscale(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders and glob patterns ('**' recursive)")],
-    output: Annotated[Path, output_option("Output folder, or a file name for one input")],
+    output: Annotated[str, output_option(  # str: a trailing '/' (always a folder) must survive
+        "Output folder, or a file name for one input (a name ending in '/' is always a folder)")],
     model: Annotated[str | None, typer.Option(
         help=f"Shipped model name or .safetensors/.pt/.onnx/.engine/.plan file; default: {DEFAULT_MODEL}")] = None,
     backend: Annotated[str, typer.Option(help=choices(BACKENDS))] = AUTO,
@@ -55,12 +57,16 @@ def upscale(
     max_psnr_drop: Annotated[float, typer.Option(
         min=0.0, help="With --backend auto and weights: also allow bf16 / int8 whose Y-PSNR drop against fp32, "
         "measured here, is within this many dB (0: the model's own precision)")] = 0.0,
+    max_pixels: Annotated[int, typer.Option(
+        min=1, help="Refuse inputs whose header says they have more pixels than this (or whose output has "
+        f"more than {OUTPUT_PIXELS_FACTOR} times as many); nothing is decoded")] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
 
     With --backend auto the routes that can run the model are timed once on this machine (on the first
     image's size, at most 256 x 256) and the fastest is kept in a cache; --no-tune uses the static
-    ranking. Unreadable files are reported and skipped; the exit code is 1 unless every input was written.
+    ranking. Unreadable or too large files are reported and skipped. Exit code: 0 when every output exists at
+    the end (outputs that already existed are left as they were), 1 when some file failed, 2 for usage errors.
 
     Examples:
 
@@ -95,11 +101,11 @@ def upscale(
                 skipped(outcome)
             progress.advance(task)
 
-        outcomes = run_job(upscaler, plan, tile=tile, overwrite=overwrite, on_outcome=show)
+        outcomes = run_job(upscaler, plan, tile=tile, overwrite=overwrite, on_outcome=show, max_pixels=max_pixels)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("written", "exists", "failed")}
     say(f"{counts['written']} written, {counts['exists']} left as they were (exist; --overwrite replaces them), "
         f"{counts['failed']} failed")
-    if counts["written"] != len(outcomes) or not outcomes:
+    if counts["failed"] or not outcomes:
         raise typer.Exit(1)
 
 

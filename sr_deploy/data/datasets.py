@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_deploy.data.image_io import ImageReadError, list_images, read_image
+from sr_deploy.data.image_io import ImageReadError, list_images, printable, read_image
 from sr_deploy.data.imresize import imresize, modcrop
 
 EMBEDDED_TRAIN = ("chelsea.png", "coffee.png", "rocket.jpg", "ihc.png", "hubble_deep_field.jpg",
@@ -45,7 +45,8 @@ def collect_images(folders: Sequence[str | os.PathLike[str]] | None, split: str 
     for folder in folders:
         found = list_images(folder)
         if not found:
-            raise ValueError(f"image folder {folder} contains no images (looked for png, jpg, bmp, tif, webp)")
+            raise ValueError(f"image folder {printable(folder)} contains no images "
+                             "(looked for png, jpg, bmp, tif, webp)")
         paths.extend(found)
     return paths
 
@@ -85,4 +86,4 @@ def make_eval_pair(path: str | os.PathLike[str], scale: int) -> EvalPair:
     if min(hr.shape[:2]) < scale * 4:
         raise ImageReadError(path, f"too small for x{scale} evaluation ({img.shape[1]}x{img.shape[0]})")
     lr = imresize(hr, 1.0 / scale)
-    return EvalPair(Path(path).stem, hr, lr)
+    return EvalPair(printable(Path(path).stem), hr, lr)  # a name that is not UTF-8 still prints

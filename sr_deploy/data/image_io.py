@@ -8,6 +8,7 @@ Images in memory are numpy arrays ``H x W x C`` (``C`` in {1, 3, 4}: grey, RGB, 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def printable(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that can always be printed or stored: bytes of a file name that are not valid
+    UTF-8 (kept by Python as lone surrogates) are shown as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the cause."""
 
     def __init__(self, path: str | os.PathLike[str], cause: str) -> None:
         self.path = Path(path)
         self.cause = cause
-        super().__init__(f"cannot read image {self.path}: {cause}")
+        super().__init__(f"cannot read image {printable(self.path)}: {cause}")
 
 
 def _png_bit_depth(path: Path) -> int:
@@ -74,6 +81,9 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(p, "the file is empty")
     try:
         with Image.open(p) as im:
+            if getattr(im, "is_animated", False):
+                frames = getattr(im, "n_frames", "several")
+                raise ImageReadError(p, f"animated image ({frames} frames): not supported, extract the frames first")
             fmt = im.format
             high = (fmt == "PNG" and _png_bit_depth(p) == 16 and im.mode in ("RGB", "RGBA")) or (
                 fmt == "TIFF" and im.mode in ("RGB", "RGBA") and _tiff_is_16_bit(im)
@@ -84,6 +94,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             arr = _from_pil(ImageOps.exif_transpose(im), p)
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image file (or an unsupported format)") from None
+    except PermissionError:
+        raise ImageReadError(p, "permission denied") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(p, f"too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, ImageReadError):
             raise
@@ -93,14 +107,29 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _header_exif(im: Image.Image) -> Image.Exif:
+    """The EXIF data of an opened image without decoding it (Pillow's ``getexif`` decodes a whole PNG to look
+    for an eXIf chunk after the pixels: only one before them counts here)."""
+    if im.format != "PNG":
+        return im.getexif()
+    exif = Image.Exif()
+    if isinstance(raw := im.info.get("exif"), bytes):
+        exif.load(raw)
+    return exif
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(height, width)`` of an image file from its header, without decoding the pixels (EXIF
     orientation applied); :class:`ImageReadError` when the file is not a readable image."""
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            width, height = im.size
-            orientation = im.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():  # the caller judges the size, not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                width, height = im.size
+                orientation = _header_exif(im).get(0x0112, 1)
+    except PermissionError:
+        raise ImageReadError(p, "permission denied") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(p, f"not a readable image ({exc})") from None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
@@ -206,5 +235,5 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files (by suffix, case-insensitive) directly in ``folder``, sorted by name."""
     d = Path(folder)
     if not d.is_dir():
-        raise FileNotFoundError(f"image folder {d} does not exist or is not a folder")
+        raise FileNotFoundError(f"image folder {printable(d)} does not exist or is not a folder")
     return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

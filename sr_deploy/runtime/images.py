@@ -20,9 +20,40 @@ from pathlib import Path
 import numpy as np
 
 from sr_deploy.backends.base import Upscaler
-from sr_deploy.data.image_io import max_value, read_image, rgb_to_channels, to_float_rgb, to_uint, write_image
+from sr_deploy.data.image_io import (
+    ImageReadError,
+    image_size,
+    max_value,
+    read_image,
+    rgb_to_channels,
+    to_float_rgb,
+    to_uint,
+    write_image,
+)
 from sr_deploy.data.imresize import imresize
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
+
+#: The largest input :func:`upscale_file` reads by default (pixels, from the file's header); the output may
+#: have :data:`OUTPUT_PIXELS_FACTOR` times as many.
+DEFAULT_MAX_PIXELS = 64_000_000
+OUTPUT_PIXELS_FACTOR = 16
+
+
+def check_pixel_limit(source: str | os.PathLike[str], scale: int, max_pixels: int) -> None:
+    """Raise :class:`~sr_deploy.data.ImageReadError` ("too large") when the header of ``source`` says it has
+    more than ``max_pixels`` pixels, or its ``scale`` times larger output more than ``max_pixels *``
+    :data:`OUTPUT_PIXELS_FACTOR`; nothing is decoded. A header that cannot be read passes: reading the
+    file says what is wrong with it."""
+    try:
+        height, width = image_size(source)
+    except ImageReadError:
+        return
+    if width * height > max_pixels:
+        raise ImageReadError(source, f"too large ({width}x{height}, limit {max_pixels:,} pixels; see --max-pixels)")
+    out_limit = max_pixels * OUTPUT_PIXELS_FACTOR
+    if width * height * scale**2 > out_limit:
+        raise ImageReadError(source, f"too large ({width}x{height} -> {width * scale}x{height * scale}, limit "
+                                     f"{out_limit:,} output pixels; see --max-pixels)")
 
 
 def upscale_image(
@@ -56,12 +87,17 @@ def upscale_file(
     destination: str | os.PathLike[str],
     tile: int | None = None,
     memory_budget: int | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[int, int]:
     """Read ``source``, upscale it, write ``destination`` atomically (format from its suffix).
 
     Returns the output ``(width, height)``. Raises :class:`~sr_deploy.data.ImageReadError` for an
-    unreadable input and ValueError when the output format cannot hold the image (e.g. 16-bit JPEG).
+    unreadable input or one too large for ``max_pixels`` (see :func:`check_pixel_limit`; None: no
+    limit) and ValueError when the output format cannot hold the image (e.g. 16-bit JPEG).
     """
+    if max_pixels is not None:
+        check_pixel_limit(source, upscaler.scale, max_pixels)
     out = upscale_image(upscaler, read_image(source), tile, memory_budget)
     write_image(Path(destination), out)
     return out.shape[1], out.shape[0]

@@ -2,21 +2,26 @@
 
 Inputs are files, folders (their images, by suffix, sorted) and glob patterns (``**`` recursive;
 matching images). The output is a folder (``OUT/<input name>``, same format as the input), or a
-file name when there is exactly one input. A bad or unreadable file is reported and skipped and
-the rest are processed; an existing output is left alone unless ``overwrite``; outputs are
-written atomically, so an interrupted job never leaves a half-written image.
+file name when there is exactly one input (an output ending in a path separator is always a folder).
+A bad, unreadable or too large file (or any error while processing it) is reported and skipped and
+the rest are processed; an input that is a symlink loop is reported; an existing output is left alone
+unless ``overwrite``; outputs are written atomically, so an interrupted job never leaves a
+half-written image, and the temporary files a killed job left behind are removed by the next one.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import IMAGE_SUFFIXES, list_images
-from sr_deploy.runtime.images import upscale_file
+from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, upscale_file
 
 _GLOB_CHARS = "*?["
 
@@ -39,14 +44,40 @@ class JobPlan:
     problems: tuple[Outcome, ...]
 
 
+def _is_symlink_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def _resolve(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path where resolving fails (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def _loop_problem(path: Path) -> Outcome:
+    return Outcome(path, None, "failed", f"{path} is a symlink loop")
+
+
 def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Outcome]]:
-    """Files, folders and glob patterns -> image files (each once, in order) and inputs that match nothing."""
+    """Files, folders and glob patterns -> image files (each once, in order) and inputs that match
+    nothing or are symlink loops."""
     found: list[Path] = []
     problems: list[Outcome] = []
     for text in inputs:
         p = Path(text).expanduser()
+        if _is_symlink_loop(p):
+            problems.append(_loop_problem(p))
+            continue
         if p.is_dir():
             files = list_images(p)
+            problems.extend(_loop_problem(q) for q in sorted(p.iterdir())
+                            if q.suffix.lower() in IMAGE_SUFFIXES and q.is_symlink() and _is_symlink_loop(q))
             if not files:
                 problems.append(Outcome(p, None, "failed", f"folder {p} contains no images"))
         elif p.exists() or not any(c in text for c in _GLOB_CHARS):
@@ -60,8 +91,8 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Outcome]]:
     seen: set[Path] = set()
     unique: list[Path] = []
     for f in found:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
+        if _resolve(f) not in seen:
+            seen.add(_resolve(f))
             unique.append(f)
     return unique, problems
 
@@ -70,15 +101,16 @@ def plan_job(inputs: Sequence[str], output: str | Path) -> JobPlan:
     """Pair every input image with its output path (see the module docstring for the rules)."""
     sources, problems = expand_inputs(inputs)
     out = Path(output).expanduser()
-    single_file = not out.is_dir() and out.suffix.lower() in IMAGE_SUFFIXES
+    names_folder = str(output).endswith(("/", os.sep)) or out.is_dir()
+    single_file = not names_folder and out.suffix.lower() in IMAGE_SUFFIXES
     if single_file and len(sources) > 1:
         raise ValueError(f"-o {out} names one image file but {len(sources)} inputs were given: pass a folder")
     pairs: list[tuple[Path, Path]] = []
     claimed: dict[Path, Path] = {}
-    originals = {src.resolve(): src for src in sources}
+    originals = {_resolve(src): src for src in sources}
     for src in sources:
         dst = out if single_file else out / src.name
-        key = dst.resolve()
+        key = _resolve(dst)
         if key in originals:
             problems.append(Outcome(src, dst, "failed", f"the output would replace the input {originals[key]}; "
                                                         "choose another -o"))
@@ -97,22 +129,33 @@ def run_job(
     memory_budget: int | None = None,
     overwrite: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> list[Outcome]:
     """Upscale every pair of ``plan``; returns the plan's problems followed by one outcome per pair.
 
-    ``on_outcome`` is called after each pair (for a progress display). Unreadable inputs and
-    outputs that cannot be written are ``failed`` outcomes, not exceptions.
+    ``on_outcome`` is called after each pair (for a progress display). Unreadable inputs, inputs over
+    ``max_pixels`` (see :func:`~sr_deploy.runtime.images.upscale_file`), outputs that cannot be written
+    and any other error while processing one file (MemoryError included) are ``failed`` outcomes, not
+    exceptions. Temporary files older than an hour in the output folders (left by a killed job) are
+    removed first.
     """
+    for folder in sorted({dst.parent for _, dst in plan.pairs}):
+        remove_stale_temp_files(folder)
     outcomes = list(plan.problems)
     for src, dst in plan.pairs:
         if dst.exists() and not overwrite:
             outcome = Outcome(src, dst, "exists", f"{dst} exists; pass --overwrite to replace it")
         else:
             try:
-                width, height = upscale_file(upscaler, src, dst, tile, memory_budget)
+                width, height = upscale_file(upscaler, src, dst, tile, memory_budget, max_pixels=max_pixels)
                 outcome = Outcome(src, dst, "written", f"{width}x{height}")
             except (ValueError, OSError) as exc:
                 outcome = Outcome(src, dst, "failed", str(exc))
+            except Exception as exc:  # noqa: BLE001 - one file never sinks the job (MemoryError included)
+                cause = str(exc).strip().splitlines()
+                outcome = Outcome(src, dst, "failed", f"{src}: {type(exc).__name__}" + (f": {cause[0]}" if cause
+                                                                                           else ""))
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)

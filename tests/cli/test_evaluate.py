@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,21 @@ def test_evaluate_json_is_strict_json_when_psnr_is_infinite(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     obj = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert obj["images"][0]["psnr_y"] is None and obj["mean"]["psnr_y"] is None
+
+
+def test_scale_below_2_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--scale", "0"])
+    assert result.exit_code == 2 and "--scale" in result.output
+
+
+def test_file_name_that_is_not_utf8_is_scored(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:64, 0:48]
+    write_image(tmp_path / "ok.png", np.stack([x * 5, y * 3, (x + y) * 2], axis=2).astype(np.uint8))
+    fd = os.open(os.fsencode(tmp_path) + b"/bad\xff.png", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, (tmp_path / "ok.png").read_bytes())
+    os.close(fd)
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["name"] for row in json.loads(result.stdout)["images"]] == ["bad\\xff", "ok"]
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path)])
+    assert result.exit_code == 0 and "bad\\xff" in result.stdout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sr_deploy.data import ImageReadError, read_image, to_float_rgb, to_uint, write_image
-from sr_deploy.data.image_io import hwc_to_nchw, list_images, nchw_to_hwc
+from sr_deploy.data.image_io import hwc_to_nchw, image_size, list_images, nchw_to_hwc
 
 
 def random_image(shape: tuple[int, int, int], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:
@@ -211,3 +214,38 @@ def test_list_images(tmp_path: Path) -> None:
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.webp", "d.tiff"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_images(tmp_path / "absent")
+
+
+def test_unreadable_file_is_permission_denied(tmp_path: Path) -> None:
+    path = tmp_path / "secret.png"
+    write_image(path, random_image((5, 6, 3)))
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: chmod 000 does not make the file unreadable")
+        with pytest.raises(ImageReadError, match="secret.png: permission denied"):
+            read_image(path)
+    finally:
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animated_images_are_refused(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"anim.{fmt.lower()}"
+    frames = [Image.fromarray(random_image((8, 8, 3), seed=s)) for s in (1, 2)]
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(ImageReadError, match=r"animated image \(2 frames\): not supported, extract the frames first"):
+        read_image(path)
+
+
+def test_image_size_of_a_decompression_bomb_is_an_image_read_error(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    write_image(path, random_image((4, 4, 3)))
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 30000, 30000)  # 900 MP: past twice Pillow's limit, an error there
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="bomb.png"):
+        image_size(path)
+    with pytest.raises(ImageReadError, match="too large to decode safely"):
+        read_image(path)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,8 @@ from typer.testing import CliRunner
 
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.cli import app
-from sr_deploy.data import read_image, write_image
+from sr_deploy.data import ImageReadError, read_image, write_image
+from sr_deploy.runtime.images import check_pixel_limit
 from sr_deploy.runtime.jobs import expand_inputs, plan_job, run_job
 from tests.helpers import SMALL, random_srresnet
 
@@ -96,7 +100,7 @@ def test_cli_overwrite(folder: Path, small_weights: Path, tmp_path: Path) -> Non
     before = target.read_bytes()
     args = ["upscale", str(folder / "a.png"), "-o", str(target), "--model", str(small_weights), "--tile", "3"]
     result = runner.invoke(app, args)
-    assert result.exit_code == 1 and "exists; pass --overwrite" in result.stderr
+    assert result.exit_code == 0 and "exists; pass --overwrite" in result.stderr  # an existing output is no failure
     assert target.read_bytes() == before
     result = runner.invoke(app, [*args, "--overwrite"])
     assert result.exit_code == 0, result.stderr
@@ -130,3 +134,109 @@ def test_cli_upscale_times_the_routes_once_then_reads_the_cache(folder: Path, sm
     second = runner.invoke(app, [*args[:3], str(tmp_path / "o2.png"), *args[4:]])
     assert second.exit_code == 0 and "(fastest; cached measurement at 1x3x9x11:" in second.stderr
     assert read_image(tmp_path / "o1.png").shape == read_image(tmp_path / "o2.png").shape == (36, 44, 3)
+
+
+def claim_size(png: Path, width: int, height: int) -> None:
+    """Rewrite the IHDR of a real PNG so that its header claims ``width x height`` (CRC fixed); the file stays tiny."""
+    data = bytearray(png.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    png.write_bytes(bytes(data))
+
+
+def test_cli_refuses_a_decompression_bomb_from_its_header(small_weights: Path, tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    write_image(d / "a.png", pic(seed=1))
+    write_image(d / "bomb.png", pic(seed=5))
+    write_image(d / "c.png", pic(seed=2))
+    claim_size(d / "bomb.png", 12000, 12000)
+    assert (d / "bomb.png").stat().st_size < 1000
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    result = runner.invoke(app, ["upscale", str(d), "-o", str(out), "--model", str(small_weights), "--no-tune"])
+    assert time.perf_counter() - start < 20  # 144 MP x 16 would take minutes and gigabytes: nothing decoded
+    assert result.exit_code == 1, result.output
+    assert f"skipped {d / 'bomb.png'}" in result.stderr and "too large (12000x12000, limit" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    # the output counts too: at x8, 2000 x 1000 in is within 2 MP but 128 MP out is not within 2 MP x 16
+    claim_size(d / "bomb.png", 2000, 1000)
+    check_pixel_limit(d / "bomb.png", 4, 2_000_000)
+    with pytest.raises(ImageReadError, match=r"too large \(2000x1000 -> 16000x8000, limit 32,000,000 output"):
+        check_pixel_limit(d / "bomb.png", 8, 2_000_000)
+
+
+class OutOfMemoryUpscaler(TorchUpscaler):
+    """A real SRResNet that runs out of memory on inputs wider than 16 pixels (what a big photo does on a small
+    machine), to show that an unexpected error sinks only its own file."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[3] > 16:
+            raise MemoryError("cannot allocate 3.2 GiB")
+        return super()._run(batch)
+
+
+def test_any_error_fails_only_its_own_file(tmp_path: Path) -> None:
+    write_image(tmp_path / "in" / "a.png", pic(seed=1))
+    write_image(tmp_path / "in" / "wide.png", pic(9, 40, seed=2))
+    write_image(tmp_path / "in" / "z.png", pic(seed=3))
+    up = OutOfMemoryUpscaler(random_srresnet(), SMALL)
+    outcomes = run_job(up, plan_job([str(tmp_path / "in")], tmp_path / "out"), tile=0)
+    status = {o.source.name: (o.status, o.message) for o in outcomes}
+    assert status["a.png"][0] == status["z.png"][0] == "written"
+    assert status["wide.png"] == ("failed", f"{tmp_path / 'in' / 'wide.png'}: MemoryError: cannot allocate 3.2 GiB")
+
+
+def test_symlink_loops_are_reported_and_the_rest_processed(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    write_image(d / "good.png", pic(seed=1))
+    os.symlink(d / "b.png", d / "a.png")
+    os.symlink(d / "a.png", d / "b.png")
+    os.symlink(tmp_path / "y.png", tmp_path / "x.png")
+    os.symlink(tmp_path / "x.png", tmp_path / "y.png")
+    files, problems = expand_inputs([str(d), str(tmp_path / "x.png")])
+    assert files == [d / "good.png"]
+    assert [(p.source, p.message) for p in problems] == [
+        (d / "a.png", f"{d / 'a.png'} is a symlink loop"), (d / "b.png", f"{d / 'b.png'} is a symlink loop"),
+        (tmp_path / "x.png", f"{tmp_path / 'x.png'} is a symlink loop")]
+    up = TorchUpscaler(random_srresnet(), SMALL)
+    outcomes = run_job(up, plan_job([str(d), str(tmp_path / "x.png")], tmp_path / "out"))
+    assert [(o.source.name, o.status) for o in outcomes] == [
+        ("a.png", "failed"), ("b.png", "failed"), ("x.png", "failed"), ("good.png", "written")]
+    plan = plan_job([str(d / "good.png")], tmp_path / "x.png")  # a looping -o is no traceback either
+    assert plan.pairs == ((d / "good.png", tmp_path / "x.png"),)
+
+
+def test_cli_rerun_of_a_finished_batch_exits_0(small_weights: Path, tmp_path: Path) -> None:
+    write_image(tmp_path / "in" / "a.png", pic(seed=1))
+    write_image(tmp_path / "in" / "b.png", pic(seed=2))
+    args = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(small_weights), "--no-tune"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "2 written, 0 left as they were" in first.stderr
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.stderr
+    assert "0 written, 2 left as they were (exist; --overwrite replaces them), 0 failed" in second.stderr
+
+
+def test_output_ending_in_a_separator_is_a_folder(small_weights: Path, tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", pic(seed=1))
+    plan = plan_job([str(tmp_path / "a.png")], f"{tmp_path / 'out.png'}/")
+    assert plan.pairs == ((tmp_path / "a.png", tmp_path / "out.png" / "a.png"),)
+    result = runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "-o", f"{tmp_path / 'res.png'}/", "--model",
+                                 str(small_weights), "--no-tune"])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "res.png").is_dir() and read_image(tmp_path / "res.png" / "a.png").shape == (36, 44, 3)
+
+
+def test_run_job_removes_stale_temp_files_of_killed_jobs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, other = out / ".a.png.k3j_x9q2.tmp", out / ".b.png.abcdefgh.tmp", out / "notes.tmp"
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half an image")
+    hour_ago = time.time() - 2 * 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    write_image(tmp_path / "a.png", pic(seed=1))
+    run_job(TorchUpscaler(random_srresnet(), SMALL), plan_job([str(tmp_path / "a.png")], out))
+    assert sorted(p.name for p in out.iterdir()) == sorted([fresh.name, other.name, "a.png"])
