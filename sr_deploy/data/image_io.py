@@ -8,6 +8,7 @@ Images in memory are numpy arrays ``H x W x C`` (``C`` in {1, 3, 4}: grey, RGB, 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -98,10 +99,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(p, "permission denied") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(p, f"too large to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+        # Pillow's decoders raise TypeError / KeyError / IndexError / struct.error on malformed headers (found by
+        # tests/test_fuzz.py: a TIFF whose directory lost its width tag)
         if isinstance(exc, ImageReadError):
             raise
-        raise ImageReadError(p, f"corrupt or truncated image ({exc})") from None
+        raise ImageReadError(p, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(p, "the image has no pixels")
     return np.ascontiguousarray(arr)

@@ -19,6 +19,8 @@ from sr_deploy.vocabulary import PRECISIONS
 
 #: ``srresnet``: SRResNet / the SRGAN generator; ``bicubic``: the MATLAB bicubic baseline (no weights).
 ARCHITECTURES = ("srresnet", "bicubic")
+#: Bounds on the network size a descriptor may ask for (a hand-edited JSON must not build a huge network).
+MAX_FEATURES, MAX_BLOCKS = 1024, 256
 #: Receptive radius of MATLAB's bicubic upscaling kernel (support 4) in input pixels.
 BICUBIC_RADIUS = 2
 
@@ -61,6 +63,10 @@ class ModelDescriptor:
                 raise ValueError(f"bicubic scale must be an integer >= 2, got {self.scale}")
         elif self.scale not in (2, 4, 8):
             raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
+        for name, value, limit in (("num_features", self.num_features, MAX_FEATURES),
+                                   ("num_blocks", self.num_blocks, MAX_BLOCKS)):
+            if not isinstance(value, int) or not 0 <= value <= limit:
+                raise ValueError(f"{name} must be an integer in 0..{limit}, got {value!r}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
             raise ValueError(f"unknown precisions {bad}; known: {PRECISIONS}")

@@ -26,7 +26,9 @@ def test_from_dict_ignores_unknown_keys() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"scale": 3}, "scale must be 2, 4 or 8"), ({"architecture": "edsr"}, "unknown architecture"),
-     ({"precisions": ("fp32", "fp8")}, "unknown precisions")],
+     ({"precisions": ("fp32", "fp8")}, "unknown precisions"),
+     ({"num_features": 10**6}, r"num_features must be an integer in 0..1024, got 1000000"),
+     ({"num_blocks": -1}, r"num_blocks must be an integer in 0..256")],
 )
 def test_invalid_descriptor(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
