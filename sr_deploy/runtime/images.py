@@ -49,11 +49,11 @@ def check_pixel_limit(source: str | os.PathLike[str], scale: int, max_pixels: in
     except ImageReadError:
         return
     if width * height > max_pixels:
-        raise ImageReadError(source, f"too large ({width}x{height}, limit {max_pixels:,} pixels; see --max-pixels)")
+        raise ImageReadError(source, f"too large ({width}x{height}, limit {max_pixels:,} pixels; see max_pixels)")
     out_limit = max_pixels * OUTPUT_PIXELS_FACTOR
     if width * height * scale**2 > out_limit:
         raise ImageReadError(source, f"too large ({width}x{height} -> {width * scale}x{height * scale}, limit "
-                                     f"{out_limit:,} output pixels; see --max-pixels)")
+                                     f"{out_limit:,} output pixels; see max_pixels)")
 
 
 def upscale_image(
