@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.datasets import EvalPair, make_eval_pair
-from sr_deploy.data.image_io import hwc_to_nchw, nchw_to_hwc, rgb_to_channels, to_float_rgb, to_uint
+from sr_deploy.data.image_io import (
+    ImageReadError,
+    hwc_to_nchw,
+    nchw_to_hwc,
+    printable,
+    rgb_to_channels,
+    to_float_rgb,
+    to_uint,
+)
 from sr_deploy.metrics import psnr, ssim, y_mse
 
 
@@ -65,12 +74,24 @@ def evaluate(
     upscaler: Upscaler,
     images: Sequence[str | os.PathLike[str]],
     on_image: Callable[[str], None] | None = None,
+    *,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> pl.DataFrame:
     """Score ``upscaler`` on each HR image (standard pair: modcrop, MATLAB bicubic LR); one row per
-    image: ``name, psnr_y, ssim_y``."""
+    image: ``name, psnr_y, ssim_y``.
+
+    An image that cannot be read or is too small raises :class:`~sr_deploy.data.image_io.ImageReadError`;
+    with ``on_skip`` it is left out instead and ``on_skip(name, reason)`` is called.
+    """
     rows = []
     for path in images:
-        pair = make_eval_pair(path, upscaler.scale)
+        try:
+            pair = make_eval_pair(path, upscaler.scale)
+        except ImageReadError as exc:
+            if on_skip is None:
+                raise
+            on_skip(printable(Path(path).stem), exc.cause)
+            continue
         rows.append({"name": pair.name, **score(super_resolve_pair(upscaler, pair), pair.hr, upscaler.scale)})
         if on_image:
             on_image(pair.name)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sr_deploy.data import EvalPair, imresize, read_image, write_image
+from sr_deploy.data import EvalPair, embedded_images, imresize, read_image, write_image
+from sr_deploy.data.image_io import ImageReadError
 from sr_deploy.metrics import psnr
 from sr_deploy.runtime import load
 from sr_deploy.scoring import evaluate, super_resolve_pair
@@ -44,3 +45,34 @@ def test_grey_image_is_scored_on_its_own_channel(tmp_path: Path) -> None:
     # the replicated-RGB round trip is exact for grey: same as resizing the single channel
     np.testing.assert_array_equal(sr, imresize(lr, 4.0))
     assert row["psnr_y"] == pytest.approx(psnr(sr, read_image(tmp_path / "grey.png"), crop_border=4))
+
+
+def folder_with_a_bad_image(folder: Path) -> list[Path]:
+    """Two crops of real photos (64x64 and 80x72) and one corrupt PNG between them, in name order."""
+    photos = [read_image(p) for p in embedded_images("eval")[:2]]
+    write_image(folder / "a_good.png", photos[0][128:192, 128:192])
+    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    write_image(folder / "c_good.png", photos[1][128:200, 128:208])
+    return sorted(folder.glob("*.png"))
+
+
+def test_evaluate_skips_a_bad_image_when_asked(tmp_path: Path) -> None:
+    images = folder_with_a_bad_image(tmp_path)
+    skipped: list[tuple[str, str]] = []
+    df = evaluate(load("bicubic", scale=4), images, on_skip=lambda name, reason: skipped.append((name, reason)))
+    assert df["name"].to_list() == ["a_good", "c_good"]
+    assert all(15 < p < 45 for p in df["psnr_y"]) and all(0.2 < s < 1 for s in df["ssim_y"])
+    assert [name for name, _ in skipped] == ["b_broken"] and skipped[0][1]
+
+
+def test_evaluate_raises_on_a_bad_image_by_default(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="b_broken.png"):
+        evaluate(load("bicubic", scale=4), folder_with_a_bad_image(tmp_path))
+
+
+def test_too_small_image_is_skipped(tmp_path: Path) -> None:
+    write_image(tmp_path / "tiny.png", np.zeros((8, 8, 3), np.uint8))
+    skipped: list[tuple[str, str]] = []
+    df = evaluate(load("bicubic", scale=4), [tmp_path / "tiny.png"],
+                  on_skip=lambda name, reason: skipped.append((name, reason)))
+    assert df.height == 0 and skipped[0][0] == "tiny" and "too small" in skipped[0][1]

@@ -1,5 +1,7 @@
 """The ``sr-deploy`` command line (typer): a thin client of the Python API. Each command parses its
-options, calls one library function and prints the result; errors exit with code 2.
+options, calls one library function and prints the result; errors exit with code 2. An unexpected
+exception escaping a command is printed as one ``error:`` line (exit 1) by :func:`main`, the entry
+point, unless ``--debug`` asks for its traceback.
 
 The commands live by job: :mod:`~sr_deploy.cli.evaluate` (evaluate, bench, report),
 :mod:`~sr_deploy.cli.train` (train srresnet | srgan | release), :mod:`~sr_deploy.cli.export`
@@ -9,9 +11,14 @@ what they share in :mod:`~sr_deploy.cli.common`. This module only assembles them
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+from rich.markup import escape
 
 from sr_deploy.cli import evaluate, export, train, upscale
+from sr_deploy.cli.common import console, state
 
 app = typer.Typer(
     help="sr-deploy: super-resolution models from training to verified FP32/FP16/INT8 inference.",
@@ -21,8 +28,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error")] = False,
+) -> None:
     """sr-deploy: super-resolution models from training to verified FP32/FP16/INT8 inference."""
+    state.debug = debug
 
 
 for command in (evaluate.evaluate, export.build, evaluate.bench, evaluate.report, upscale.pipeline, upscale.demo,
@@ -34,4 +44,16 @@ app.add_typer(export.export_app, name="export")
 
 
 def main() -> None:
-    app()
+    """The ``sr-deploy`` entry point: :data:`app`, with an unexpected exception reported in one line
+    (exit 1) instead of a traceback unless ``--debug`` was given. Exits and interrupts pass through."""
+    state.debug = False
+    try:
+        app()
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if state.debug:
+            raise
+        console.print(f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                      "(run with --debug for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)

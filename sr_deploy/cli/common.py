@@ -8,6 +8,7 @@ Choices in help texts come from the vocabulary the library checks against, so th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,16 @@ from rich.table import Table
 from sr_deploy.vocabulary import AUTO, DEVICES
 
 console = Console(stderr=True)
+
+
+@dataclass
+class State:
+    """Root options of the app, set by its callback before a command runs."""
+
+    debug: bool = False  #: ``--debug``: let an unexpected exception show its traceback
+
+
+state = State()
 
 
 def fail(message: str) -> typer.Exit:

@@ -47,25 +47,44 @@ def evaluate(
 ) -> None:
     """Y-channel PSNR/SSIM against HR ground truth (modcrop, MATLAB bicubic LR, shave = scale).
 
+    An image that cannot be read or is too small is skipped (named on stderr and under "skipped" in
+    --json) and the exit code is 1; when no image can be scored it is an error (exit 2).
+
     Examples:
 
       sr-deploy evaluate --model bicubic --data ../shared/datasets/Set5/HR --scale 4
 
       sr-deploy evaluate --model srresnet-x4 --json
+
     """
+    skipped: list[dict[str, str]] = []
+
+    def skip(name: str, reason: str) -> None:
+        skipped.append({"name": name, "reason": reason})
+        log_text(f"skipped {name}: {reason}")
+
     try:
         images = collect_images([str(d) for d in data] if data else None, split="eval")
         upscaler = sr.load(model, scale=scale)
         with console.status(f"evaluating {upscaler.name}"):
-            df = sr.evaluate(upscaler, images)
+            df = sr.evaluate(upscaler, images, on_skip=skip)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError, ImageReadError) as exc:
         raise fail(str(exc)) from None
+    if df.is_empty():
+        raise fail(f"no image could be scored ({len(skipped)} skipped)")
     mean = mean_scores(df)
     if as_json:
-        obj = {"model": model, "scale": upscaler.scale, "images": df.to_dicts(), "mean": mean}
+        obj = {"model": model, "scale": upscaler.scale, "images": df.to_dicts(), "mean": mean, "skipped": skipped}
         typer.echo(json.dumps(finite_or_null(obj), allow_nan=False))
-        return
-    table = Table(title=f"{model} x{upscaler.scale} (Y channel, shave {upscaler.scale})")
+    else:
+        print_scores(df, mean, f"{model} x{upscaler.scale} (Y channel, shave {upscaler.scale})")
+    if skipped:
+        raise typer.Exit(1)
+
+
+def print_scores(df: pl.DataFrame, mean: dict[str, float], title: str) -> None:
+    """The per-image table of :func:`sr_deploy.evaluate` with its mean, on stdout."""
+    table = Table(title=title)
     table.add_column("image")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import polars as pl
+import pytest
 import typer
 from typer.testing import CliRunner
 
-from sr_deploy.cli import app
+from sr_deploy.cli import app, main
+from sr_deploy.cli.common import state
 from sr_deploy.runtime.select import BACKENDS
 from sr_deploy.vocabulary import AUTO, PRECISIONS, TRAIN_PRECISIONS
 from sr_deploy.vocabulary import BACKENDS as ENGINES
@@ -54,3 +58,44 @@ def test_python_dash_m_runs_the_app() -> None:
     done = subprocess.run([sys.executable, "-m", "sr_deploy.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert all(command in done.stdout for command in COMMANDS)
+
+
+def results_folder_with_wrong_columns(folder: Path) -> Path:
+    """A results folder whose files all exist and parse but whose tables lack the expected columns: the
+    report code hits a polars ColumnNotFoundError, which no command handles."""
+    for table in ("variants", "parity", "accuracy", "latency"):
+        pl.DataFrame({"x": [1]}).write_parquet(folder / f"{table}.parquet")
+    for name in ("environment", "config"):
+        (folder / f"{name}.json").write_text("{}")
+    return folder
+
+
+def test_unexpected_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    folder = results_folder_with_wrong_columns(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "sr_deploy.cli", "report", str(folder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ColumnNotFoundError: ")
+    assert done.stderr.rstrip().endswith("(run with --debug for the traceback)")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    folder = results_folder_with_wrong_columns(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "sr_deploy.cli", "--debug", "report", str(folder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr and "ColumnNotFoundError" in done.stderr
+    assert "run with --debug" not in done.stderr
+
+
+def test_main_passes_usage_errors_and_exits_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(state, "debug", False)
+    monkeypatch.setattr(sys, "argv", ["sr-deploy", "--debug", "report"])  # neither RESULTS_DIR nor --compare
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    monkeypatch.setattr(sys, "argv", ["sr-deploy", "evaluate", "--model", "bicubic", "--scale", "0"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sr_deploy.cli import app
 from sr_deploy.data import embedded_images, write_image
+from tests.test_scoring import folder_with_a_bad_image
 
 runner = CliRunner()
 
@@ -20,7 +21,8 @@ def test_evaluate_bicubic_json_on_embedded_images() -> None:
     result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--json"])
     assert result.exit_code == 0, result.stderr
     obj = json.loads(result.stdout)  # exactly one JSON document, nothing else on stdout
-    assert set(obj) == {"model", "scale", "images", "mean"}
+    assert set(obj) == {"model", "scale", "images", "mean", "skipped"}
+    assert obj["skipped"] == []
     assert obj["model"] == "bicubic" and obj["scale"] == 4
     assert [row["name"] for row in obj["images"]] == [p.stem for p in embedded_images("eval")]
     for row in obj["images"]:
@@ -60,9 +62,9 @@ def test_folder_without_images(tmp_path: Path) -> None:
 def test_folder_with_only_unreadable_images(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert result.stdout == ""
-    assert "cannot read image" in result.stderr and "broken.png" in result.stderr
+    assert "skipped broken: " in result.stderr and "no image could be scored" in result.stderr
 
 
 def test_missing_folder(tmp_path: Path) -> None:
@@ -104,3 +106,22 @@ def test_file_name_that_is_not_utf8_is_scored(tmp_path: Path) -> None:
     assert [row["name"] for row in json.loads(result.stdout)["images"]] == ["bad\\xff", "ok"]
     result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path)])
     assert result.exit_code == 0 and "bad\\xff" in result.stdout
+
+
+def test_bad_image_is_skipped_and_named_json(tmp_path: Path) -> None:
+    folder_with_a_bad_image(tmp_path)
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path),
+                                 "--json"])
+    assert result.exit_code == 1, result.stderr
+    obj = json.loads(result.stdout)
+    assert [row["name"] for row in obj["images"]] == ["a_good", "c_good"]
+    assert [s["name"] for s in obj["skipped"]] == ["b_broken"] and obj["skipped"][0]["reason"]
+    assert f"skipped b_broken: {obj['skipped'][0]['reason']}" in result.stderr
+
+
+def test_bad_image_is_skipped_and_named_table(tmp_path: Path) -> None:
+    folder_with_a_bad_image(tmp_path)
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "a_good" in result.stdout and "c_good" in result.stdout and "mean" in result.stdout
+    assert "b_broken" not in result.stdout and "skipped b_broken: " in result.stderr
