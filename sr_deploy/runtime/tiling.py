@@ -23,8 +23,9 @@ fp32) needs 9420 bytes per LR pixel, so a 1 GiB budget allows windows of about 1
 memory available (1 to 16 GiB: about 5 GiB on a 24 GB machine, enough for a 960 x 540 image in one
 window). Among the windows that fit the budget and the backend's
 :class:`~sr_deploy.backends.base.ShapeLimits`, the plan takes the one that computes the fewest pixels
-in all (each cut adds twice the halo); windows are then batched while the batch fits too, whatever
-the tile size, so smaller tiles never mean more memory. Checked against the peak RSS growth of the torch CPU fp32
+in all (each cut adds twice the halo); windows are then batched while the batch fits too and holds
+no more pixels than the whole image, whatever the tile size, so smaller tiles never mean more memory
+(measured in tests/runtime/test_memory.py). Checked against the peak RSS growth of the torch CPU fp32
 backend running the paper model on one 192 x 192 window: 342 MB measured, 331 MB estimated.
 
 Thread safety: nothing here is shared between calls (each call allocates its own output), so one
@@ -184,6 +185,8 @@ def plan_tiles(
     batch = min(count, limits.max_batch or count)
     if per_pixel:
         batch = min(batch, max(1, memory_budget // (per_pixel * tile_h * tile_w)))
+    # a batch never holds more pixels than the whole image: smaller tiles never mean more memory
+    batch = min(batch, max(1, (height * width) // (tile_h * tile_w)))
     while batch > 1 and not upscaler.accepts((batch, 3, tile_h, tile_w)):
         batch -= 1
     if not upscaler.accepts((batch, 3, tile_h, tile_w)):
