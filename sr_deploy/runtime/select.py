@@ -192,10 +192,7 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         raise FileNotFoundError(f"model {path} is not a file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        try:
-            props = onnx_metadata.file_props(path)
-        except Exception as exc:
-            raise ModelFileError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+        props = onnx_metadata.file_props(path)  # ModelFileError naming the file and the problem
         if onnx_metadata.DESCRIPTOR not in props:
             raise ModelFileError(f"{path} has no sr-deploy metadata: export it with sr_deploy.export_onnx "
                                  "(`sr-deploy export onnx`)")
