@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 # torch is pinned for dev/CI by the constraints file (a CPU wheel); the library keeps a range.
-pip install -q -e '.[cpu,openvino,dev]' -c constraints/dev.txt
+pip install -q -e '.[cpu,openvino,models,video,serve,cluster,dev]' -c constraints/dev.txt
 echo "== ruff"
 ruff check sr_deploy tests benchmarks
 echo "== mypy (the package; settings in pyproject.toml)"

@@ -2,7 +2,9 @@
 
 Layers (README, "Architecture"): core (models, data, metrics, scoring, compare, artifacts,
 hardware, errors, vocabulary, backends) imports no stage; ``train`` imports only core; ``export``
-imports only core; ``runtime`` imports core and export; ``bench`` imports core, export and runtime;
+imports only core; ``runtime`` imports core and export; ``video`` (files with a video stream) core, export
+and runtime; ``bench`` imports core, export and runtime; ``serve`` (HTTP service) core, export and runtime;
+``cluster`` (Ray) those and video and serve;
 ``pipeline`` everything but the CLI; the API (``sr_deploy/__init__.py``) everything but the CLI;
 nothing imports the CLI. Every import counts, also inside functions and ``if TYPE_CHECKING``
 blocks, and no two modules may import each other, directly or through others.
@@ -19,16 +21,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sr_deploy"
 CORE = {"_version", "vocabulary", "errors", "artifacts", "hardware", "metrics", "compare", "scoring", "models",
         "data", "backends"}
-STAGES = ("train", "export", "runtime", "bench", "pipeline", "cli")
+STAGES = ("train", "export", "runtime", "video", "bench", "serve", "cluster", "pipeline", "cli")
 ALLOWED = {
     "core": {"core"},
     "train": {"core", "train"},
     "export": {"core", "export"},
     "runtime": {"core", "export", "runtime"},
+    "video": {"core", "export", "runtime", "video"},
     "bench": {"core", "export", "runtime", "bench"},
+    "serve": {"core", "export", "runtime", "serve"},
+    "cluster": {"core", "export", "runtime", "video", "serve", "cluster"},
     "pipeline": {"core", "train", "export", "runtime", "bench", "pipeline"},
-    "api": {"core", "train", "export", "runtime", "bench", "pipeline"},
-    "cli": {"core", "train", "export", "runtime", "bench", "pipeline", "api", "cli"},
+    "api": {"core", "train", "export", "runtime", "video", "bench", "serve", "cluster", "pipeline"},
+    "cli": {"core", "train", "export", "runtime", "video", "bench", "serve", "cluster", "pipeline", "api", "cli"},
 }
 
 
