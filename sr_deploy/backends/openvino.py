@@ -55,6 +55,8 @@ class OvUpscaler(Upscaler):
     ``precision``: what to compute in (default: the file's own precision); ``bf16`` runs an fp32
     file with bf16 compute and needs a CPU with native bf16. ``threads``: inference threads (0:
     OpenVINO's default, every core). ``cache_dir``: compiled-model cache (None: no cache).
+    ``descriptor``: the model's :class:`ModelDescriptor` when the file carries no sr-deploy metadata
+    (an intermediate file of an export; the file's precision is then its own, fp32 metadata-wise).
     """
 
     def __init__(
@@ -63,15 +65,16 @@ class OvUpscaler(Upscaler):
         precision: str | None = None,
         threads: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
+        descriptor: ModelDescriptor | None = None,
     ) -> None:
         ov = openvino_module()
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"ONNX model {p} does not exist")
         props = onnx_metadata.file_props(p)
-        if onnx_metadata.DESCRIPTOR not in props:
+        if descriptor is None and onnx_metadata.DESCRIPTOR not in props:
             raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{onnx_metadata.DESCRIPTOR}')")
-        self.descriptor = ModelDescriptor.from_json(props[onnx_metadata.DESCRIPTOR])
+        self.descriptor = descriptor or ModelDescriptor.from_json(props[onnx_metadata.DESCRIPTOR])
         stored = props.get(onnx_metadata.PRECISION, "fp32")
         self.precision = precision or stored
         hint = HINTS.get((stored, self.precision))

@@ -22,6 +22,7 @@ from sr_deploy.cli.common import (
 from sr_deploy.export.fp16 import DEFAULT_MARGIN
 from sr_deploy.export.onnx import DEFAULT_OPSET
 from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE, LAYOUTS, METHODS
+from sr_deploy.export.sensitivity import MEASURE_ON
 
 export_app = typer.Typer(help="Export to verified ONNX: fp32, fp16, int8 Q/DQ.", no_args_is_help=True)
 
@@ -81,6 +82,9 @@ def export_int8_command(
     reduce_range: Annotated[bool | None, typer.Option(
         "--reduce-range/--no-reduce-range",
         help="7-bit weights; default: on for the ort-cpu layout on CPUs without VNNI (u8s8 saturates there)")] = None,
+    measure_on: Annotated[str, typer.Option(
+        help=f"CPU engine that measures the drop and the budget (the one that will run the file): "
+             f"{choices(MEASURE_ON)}")] = "onnxruntime",
 ) -> None:
     """int8 Q/DQ (per-channel symmetric weights) calibrated on real LR crops, optional accuracy budget.
 
@@ -90,7 +94,8 @@ def export_int8_command(
     try:
         result = sr.export_int8(onnx_model, output, target=target, calib=calib, method=method,
                                 num_images=calib_images, max_psnr_drop=max_psnr_drop, val=val, bins=bins,
-                                percentile=percentile, reduce_range=reduce_range, on_step=console.print)
+                                percentile=percentile, reduce_range=reduce_range, measure_on=measure_on,
+                                on_step=console.print)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if result.budget:

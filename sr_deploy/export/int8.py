@@ -36,7 +36,7 @@ from sr_deploy.export.qdq import (
     compute_ranges,
     quantizable_nodes,
 )
-from sr_deploy.export.sensitivity import BudgetReport, budgeted_exclusion, outputs_of, validation_pairs
+from sr_deploy.export.sensitivity import MEASURE_ON, BudgetReport, budgeted_exclusion, outputs_of, validation_pairs
 from sr_deploy.hardware import this_cpu
 from sr_deploy.scoring import mean_y_psnr
 
@@ -82,6 +82,7 @@ def export_int8(
     percentile: float = DEFAULT_PERCENTILE,
     reduce_range: bool | None = None,
     max_plain_drop: float = PLAIN_MAX_DROP_DB,
+    measure_on: str = "onnxruntime",
     on_step: Callable[[str], None] | None = None,
 ) -> Int8Result:
     """Quantize an sr-deploy fp32 ONNX model (a path or an ``onnx.ModelProto``) to int8 Q/DQ for
@@ -96,7 +97,9 @@ def export_int8(
     ``reduce_range``: 7-bit weights; None decides from this CPU: on for the ``ort-cpu`` layout (u8s8)
     on x86 CPUs without VNNI, whose u8s8 arithmetic saturates (measured on an AVX2 Zen 3: Set5 drop
     2.27 dB with 8-bit weights, 0.26 dB with 7-bit). The CPU class the drop was measured on is
-    recorded (``validated_on`` in the calibration metadata). ``on_step``: receives progress lines. Raises
+    recorded (``validated_on`` in the calibration metadata). ``measure_on``: the CPU engine that runs the
+    validation crops for the drop and the budget search (``onnxruntime`` or ``openvino``: the one the file is
+    meant for; their int8 arithmetic differs). ``on_step``: receives progress lines. Raises
     :class:`~sr_deploy.errors.ExportError` on bad input and :class:`~sr_deploy.errors.ParityError`
     when the result fails the sanity gate; nothing is written then.
     """
@@ -108,6 +111,8 @@ def export_int8(
         raise ExportError(f"percentile must be in (0, 100], got {percentile}")
     if max_psnr_drop is not None and max_psnr_drop < 0:
         raise ExportError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
+    if measure_on not in MEASURE_ON:
+        raise ExportError(f"measure_on must be one of {MEASURE_ON}, got {measure_on!r}")
     cpu = this_cpu()
     if reduce_range is None:
         reduce_range = not LAYOUTS[target].symmetric_activations and not cpu.vnni
@@ -123,7 +128,7 @@ def export_int8(
         candidates = quantizable_nodes(fp32, layout)
         budget = None
         if max_psnr_drop is not None:
-            budget = budgeted_exclusion(quantizer, candidates, pairs, desc, max_psnr_drop, on_step)
+            budget = budgeted_exclusion(quantizer, candidates, pairs, desc, max_psnr_drop, on_step, measure_on)
         excluded = budget.excluded if budget else []
         quantized_path = Path(tmp) / "int8.onnx"
         quantizer.quantize(excluded, quantized_path)
@@ -131,14 +136,15 @@ def export_int8(
         if budget:
             drop = budget.final_drop
         else:
-            baseline = mean_y_psnr(outputs_of(model_path, desc, pairs), pairs, desc.scale)
-            drop = baseline - mean_y_psnr(outputs_of(quantized_path, desc, pairs), pairs, desc.scale)
+            baseline = mean_y_psnr(outputs_of(model_path, desc, pairs, measure_on), pairs, desc.scale)
+            drop = baseline - mean_y_psnr(outputs_of(quantized_path, desc, pairs, measure_on), pairs, desc.scale)
             if on_step:
-                on_step(f"all layers int8: Y-PSNR drop {drop:.3f} dB on {len(pairs)} validation crops")
+                on_step(f"all layers int8: Y-PSNR drop {drop:.3f} dB on {len(pairs)} validation crops ({measure_on})")
     if budget is None and drop > max_plain_drop:
         raise ExportError(
             f"int8 ({target} layout, {method} calibration, every layer int8) loses {drop:.3f} dB Y-PSNR on the "
-            f"validation crops on this {cpu.isa} CPU, over the {max_plain_drop:g} dB limit; {output} not written. "
+            f"validation crops on this {cpu.isa} CPU ({measure_on}), over the {max_plain_drop:g} dB limit; "
+            f"{output} not written. "
             "Give an accuracy budget (max_psnr_drop) to keep the most sensitive layers in float"
             + ("" if reduce_range or layout.symmetric_activations else ", or reduce_range=True (7-bit weights)")
             + ", or try another calibration method")
@@ -157,7 +163,7 @@ def export_int8(
         **cset.describe(),
     }
     calibration["psnr_drop_db"] = drop
-    calibration["validated_on"] = {"cpu": cpu.model, "isa": cpu.isa, "vnni": cpu.vnni,
+    calibration["validated_on"] = {"cpu": cpu.model, "isa": cpu.isa, "vnni": cpu.vnni, "engine": measure_on,
                                    "validation": {"crops": len(pairs), "folder": str(val) if val else "embedded:eval"},
                                    "psnr_drop_db": drop}
     if budget:

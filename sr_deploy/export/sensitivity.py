@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 import onnx
 
+from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.onnxrt import OrtUpscaler
+from sr_deploy.backends.openvino import OvUpscaler
 from sr_deploy.data.datasets import EvalPair, collect_images, crop_pair, make_eval_pair
 from sr_deploy.errors import ExportError
 from sr_deploy.export.qdq import Quantizer
@@ -73,9 +75,21 @@ def validation_pairs(
     return pairs
 
 
-def outputs_of(model: str | os.PathLike[str], desc: ModelDescriptor, pairs: Sequence[EvalPair]) -> list[np.ndarray]:
-    """The ONNX ``model`` (ONNX Runtime CPU) on each pair: :func:`~sr_deploy.scoring.upscale_pair` outputs."""
-    with OrtUpscaler(model, descriptor=desc) as up:
+#: The CPU engines an int8 candidate can be measured on (``measure_on``): the budget holds for the engine
+#: that will run the file, since int8 arithmetic differs between them (and between CPU classes).
+MEASURE_ON = ("onnxruntime", "openvino")
+
+
+def outputs_of(
+    model: str | os.PathLike[str], desc: ModelDescriptor, pairs: Sequence[EvalPair], measure_on: str = "onnxruntime"
+) -> list[np.ndarray]:
+    """The ONNX ``model`` on each pair (:func:`~sr_deploy.scoring.upscale_pair` outputs), run by ONNX Runtime
+    CPU or by OpenVINO CPU (``measure_on``; the file's own precision, fp32 compute for float layers)."""
+    if measure_on not in MEASURE_ON:
+        raise ExportError(f"measure_on must be one of {MEASURE_ON}, got {measure_on!r}")
+    up: Upscaler = (OrtUpscaler(model, descriptor=desc) if measure_on == "onnxruntime"
+                    else OvUpscaler(model, descriptor=desc))
+    with up:
         return [upscale_pair(up, p) for p in pairs]
 
 
@@ -161,9 +175,11 @@ def budgeted_exclusion(
     desc: ModelDescriptor,
     budget_db: float,
     on_step: Callable[[str], None] | None = None,
+    measure_on: str = "onnxruntime",
 ) -> BudgetReport:
     """Find layers to leave in float so the int8 model's Y-PSNR drop is at most ``budget_db``,
-    keeping as many layers int8 as the measurements allow.
+    keeping as many layers int8 as the measurements allow; every candidate is run by ``measure_on``
+    (:data:`MEASURE_ON`).
 
     Costs one quantize + evaluation for the all-int8 model, one per candidate (sensitivity; skipped
     when the all-int8 model is already within budget) and about log2(len(candidates)) for the cut.
@@ -179,12 +195,13 @@ def budgeted_exclusion(
         def outputs(exclude: Sequence[str]) -> list[np.ndarray]:
             quantizer.quantize(exclude, candidate_path)
             report.evaluations += 1
-            return outputs_of(candidate_path, desc, pairs)
+            return outputs_of(candidate_path, desc, pairs, measure_on)
 
-        reference = outputs_of(quantizer.model_path, desc, pairs)
+        reference = outputs_of(quantizer.model_path, desc, pairs, measure_on)
         baseline = mean_y_psnr(reference, pairs, scale)
         report = BudgetReport(budget_db, baseline, math.nan)
-        report.validation = {"crops": len(pairs), "crop": int(pairs[0].lr.shape[0]) if pairs else 0}
+        report.validation = {"crops": len(pairs), "crop": int(pairs[0].lr.shape[0]) if pairs else 0,
+                             "measured_on": measure_on}
         report.all_int8_psnr = report.final_psnr = mean_y_psnr(outputs([]), pairs, scale)
         report.cuts[len(candidates)] = report.all_int8_drop
         note(f"fp32 {baseline:.3f} dB, all int8 {report.all_int8_psnr:.3f} dB (drop {report.all_int8_drop:.3f})")

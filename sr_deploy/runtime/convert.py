@@ -44,6 +44,12 @@ def cpu_int8_layout() -> str:
     return int8_layout_for(this_cpu().vnni, openvino_unavailable_reason() is None)
 
 
+def cpu_int8_engine() -> str:
+    """The CPU engine that int8 made on demand is measured on (its budget search and drop): OpenVINO where it
+    is installed (the faster int8 engine on every CPU measured: benchmarks/results), else ONNX Runtime."""
+    return "openvino" if openvino_unavailable_reason() is None else "onnxruntime"
+
+
 def cache_root() -> Path:
     """``$SR_DEPLOY_CACHE``, else ``$XDG_CACHE_HOME/sr-deploy``, else ``~/.cache/sr-deploy`` (read at each call)."""
     explicit = os.environ.get("SR_DEPLOY_CACHE")
@@ -57,7 +63,7 @@ def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, m
     """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached
     (int8: an ONNX made within the Y-PSNR budget ``max_psnr_drop``, on this CPU class)."""
     if precision == "int8" and kind == "onnx" and max_psnr_drop is not None:
-        tag = f"int8-{cpu_int8_layout()}-budget{max_psnr_drop:g}-{this_cpu().isa}"
+        tag = f"int8-{cpu_int8_layout()}-{cpu_int8_engine()}-budget{max_psnr_drop:g}-{this_cpu().isa}"
     elif precision in CONVERTIBLE.get(kind, ()):
         tag = precision
     else:
@@ -72,7 +78,8 @@ def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, m
 def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Callable[[str], None] | None = None
                  ) -> Path:
     """The cached int8 ONNX (:func:`cpu_int8_layout`, entropy calibration on the embedded photos) of ``weights``
-    whose Y-PSNR drop against fp32, measured on this CPU class, is within ``max_psnr_drop`` dB; made now
+    whose Y-PSNR drop against fp32, measured on this CPU class by :func:`cpu_int8_engine`, is within
+    ``max_psnr_drop`` dB; made now
     (the accuracy-budget search, a minute or so for SRResNet x4 on 2 cores) if it is not there yet."""
     target = converted_path(weights, "onnx", "int8", max_psnr_drop)
     if not target.is_file():
@@ -80,7 +87,8 @@ def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Cal
         note = log or (lambda _m: None)
         note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
         target.parent.mkdir(parents=True, exist_ok=True)
-        export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop, on_step=log)
+        export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop,
+                    measure_on=cpu_int8_engine(), on_step=log)
     return target
 
 

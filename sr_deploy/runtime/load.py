@@ -33,11 +33,13 @@ BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
 @dataclass(frozen=True)
 class Option:
     """A precision that may run a model within an accuracy budget: the file it runs from, the precision,
-    and its Y-PSNR drop against fp32 measured on this machine (dB)."""
+    and its Y-PSNR drop against fp32 measured on this machine (dB); ``engine``: the one backend whose drop
+    that is (int8 arithmetic differs between engines), None when it holds for every route of the option."""
 
     artifact: Artifact
     precision: str
     drop: float
+    engine: str | None = None
 
 
 def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
@@ -51,7 +53,8 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
         try:
             int8 = identify(convert_int8(artifact.path, max_psnr_drop, log))
             calibration = json.loads(onnx_metadata.file_props(int8.path)[onnx_metadata.CALIBRATION])
-            options.append(Option(int8, "int8", float(calibration["psnr_drop_db"])))
+            engine = calibration.get("validated_on", {}).get("engine", "onnxruntime")
+            options.append(Option(int8, "int8", float(calibration["psnr_drop_db"]), engine))
         except (ExportError, BackendUnavailable) as exc:
             note(f"int8 within {max_psnr_drop:g} dB: not available ({exc})")
     for precision in ("bf16", "fp16"):
@@ -67,19 +70,27 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
 
 def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[int, int, int, int] | None,
                    log: Callable[[str], None] | None) -> tuple[Option, Selection]:
-    """The option whose best route is fastest: timed on this machine with ``tune_shape``, else by the static ranking."""
-    facts = machine_facts()
+    """The option whose best route is fastest: timed on this machine with ``tune_shape``, else by the static
+    ranking; an option measured on one engine (:attr:`Option.engine`) runs only there."""
+    facts, note = machine_facts(), log or (lambda _m: None)
     picks = []
     for option in options:
         selection = decide(option.artifact, facts, AUTO, option.precision, device, convert=True)
         if tune_shape is not None:
             timed = tune(option.artifact.path, precision=option.precision, device=device, shape=tune_shape, log=log)
-            best = timed.route()
-            selection = Selection(option.artifact, best, timed.summary(),
-                                  (best, *(r for r in selection.candidates if r != best)))
-            picks.append((timed.best.p50_ms or 0.0, option, selection))
+            ranked = [(t.p50_ms or 0.0, r) for t, r in timed.ranked() if option.engine in (None, r.backend)]
+            summary = timed.summary()
         else:
-            picks.append((float(RANKING.index(selection.route)), option, selection))
+            ranked = [(float(RANKING.index(r)), r) for r in selection.candidates if option.engine in (None, r.backend)]
+            summary = selection.reason
+        if not ranked:
+            note(f"{option.precision}: its drop was measured on {option.engine}, which does not run it here")
+            continue
+        key, best = ranked[0]
+        if option.engine is not None and best != selection.route:
+            summary = f"{best.label} (its drop was measured on {option.engine}); {summary}"
+        picks.append((key, option, Selection(option.artifact, best, summary,
+                                             (best, *(r for r in selection.candidates if r != best)))))
     _, option, selection = min(picks, key=lambda pick: pick[0])
     return option, selection
 

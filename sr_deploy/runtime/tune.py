@@ -73,10 +73,14 @@ class Tuning:
 
     def route(self) -> Route:
         """The :class:`Route` of :attr:`best`."""
-        b = self.best
-        return next(r for r in RANKING
-                    if (r.backend, r.device, r.precision, r.variant, r.artifact) ==
-                    (b.backend, b.device, b.precision, b.variant, b.artifact))
+        best = self.best  # raises when no route ran
+        return next(r for t, r in self.ranked() if t is best)
+
+    def ranked(self) -> list[tuple[RouteTiming, Route]]:
+        """The routes that ran, fastest first, each with its timing."""
+        return [(t, next(r for r in RANKING if (r.backend, r.device, r.precision, r.variant, r.artifact) ==
+                         (t.backend, t.device, t.precision, t.variant, t.artifact)))
+                for t in self.timings if t.p50_ms is not None]
 
     def summary(self) -> str:
         """``openvino fp32 on cpu (CPU) 412 ms; torch ... `` and the choice, one line."""

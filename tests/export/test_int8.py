@@ -117,6 +117,23 @@ def test_budget_excludes_sensitive_layers_until_within_budget(trained_tiny_onnx:
     assert calib_meta["excluded_nodes"] == report.excluded
 
 
+def test_budget_is_measured_on_the_engine_named(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    calib = _dark_images(tmp_path / "dark")  # poor calibration, so the budget has layers to exclude
+    result = export_int8(trained_tiny_onnx, tmp_path / "ov.int8.onnx", target="ort-cpu", calib=calib,
+                         method="minmax", max_psnr_drop=0.5, measure_on="openvino")
+    assert result.budget is not None and result.budget.validation["measured_on"] == "openvino"
+    calib_meta = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.CALIBRATION])
+    assert calib_meta["validated_on"]["engine"] == "openvino"
+    # the recorded drop is OpenVINO's: measured afresh on OpenVINO it is the same number
+    pairs = validation_pairs(None, 4)
+    baseline = mean_y_psnr(outputs_of(trained_tiny_onnx, TINY_TRAINED, pairs, "openvino"), pairs, 4)
+    drop = baseline - mean_y_psnr(outputs_of(result.path, TINY_TRAINED, pairs, "openvino"), pairs, 4)
+    assert drop == pytest.approx(calib_meta["psnr_drop_db"], abs=1e-9) and drop <= 0.5
+    with pytest.raises(ExportError, match="measure_on must be one of"):
+        export_int8(trained_tiny_onnx, tmp_path / "x.onnx", measure_on="tensorrt")
+
+
 def test_node_work_counts_macs_per_lr_pixel(trained_tiny_onnx: Path) -> None:
     work = node_work(onnx.load(str(trained_tiny_onnx)))
     assert work["/head/head.0/Conv"] == 3 * 9 * 9 * 16  # 3 -> 16 channels, 9x9, at LR resolution
@@ -144,7 +161,8 @@ def test_int8_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
 def test_plain_int8_over_the_accuracy_limit_is_not_written(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     calib = _dark_images(tmp_path / "dark")  # poor calibration: over 1 dB lost (see the budget test)
     out = tmp_path / "plain.int8.onnx"
-    with pytest.raises(ExportError, match=r"loses \d+\.\d+ dB Y-PSNR on the validation crops on this \w+ CPU, over the "
+    with pytest.raises(ExportError, match=r"loses \d+\.\d+ dB Y-PSNR on the validation crops on this \w+ CPU \(onnxruntime\), "
+                       r"over the "
                        r"0.3 dB limit; .*plain.int8.onnx not written. Give an accuracy budget"):
         export_int8(trained_tiny_onnx, out, target="ort-cpu", calib=calib, method="minmax")
     assert not out.exists()

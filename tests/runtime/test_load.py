@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sr_deploy.backends import onnx_metadata
-from sr_deploy.runtime.convert import converted_path
+from sr_deploy.runtime.convert import converted_path, cpu_int8_engine
 from sr_deploy.runtime.load import budget_options, load_selected
 from sr_deploy.runtime.select import identify, machine_facts
 
@@ -28,6 +28,8 @@ def test_options_are_fp32_and_reduced_precisions_within_the_measured_budget(smal
     assert int8.is_file() and by_precision["int8"].artifact.path == int8  # made within the budget, on first use
     calibration = json.loads(onnx_metadata.file_props(int8)[onnx_metadata.CALIBRATION])
     assert calibration["max_psnr_drop_db"] == 0.5 and calibration["psnr_drop_db"] == by_precision["int8"].drop
+    # measured on the engine that runs int8 fastest here (OpenVINO when installed), and run only there
+    assert calibration["validated_on"]["engine"] == by_precision["int8"].engine == cpu_int8_engine()
     if machine_facts().cpu_bf16:
         assert any("bf16" in n and "Y-PSNR drop" in n for n in notes)  # measured, kept or not by its drop
     else:
@@ -39,6 +41,8 @@ def test_budgeted_load_says_what_it_chose_and_why(small_weights: Path, cache: Pa
     assert up.precision in ("fp32", "bf16", "int8")
     assert f"{up.precision}: Y-PSNR drop " in selection.reason and "(budget 0.5 dB)" in selection.reason
     assert "measured now" in selection.reason or "cached measurement" in selection.reason
+    if up.precision == "int8":
+        assert selection.route.backend == cpu_int8_engine()
     fixed, plain = load_selected(small_weights, max_psnr_drop=0.5, precision="fp32")  # an explicit precision wins
     assert fixed.precision == "fp32" and "budget" not in plain.reason
     with pytest.raises(ValueError, match="max_psnr_drop must be >= 0 dB"):
