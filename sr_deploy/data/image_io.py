@@ -7,6 +7,7 @@ Images in memory are numpy arrays ``H x W x C`` (``C`` in {1, 3, 4}: grey, RGB, 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -143,46 +144,62 @@ def _tiff_is_16_bit(im: Image.Image) -> bool:
     return max(bits if isinstance(bits, tuple) else (bits,)) == 16
 
 
-def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> None:
-    """Write ``H x W x C`` uint8/uint16 (C in {1, 3, 4}) atomically; the format comes from the suffix.
+#: Formats :func:`encode_image` writes, by name, and the file suffixes that name them.
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF", "webp": "WEBP"}
+_SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff",
+                   ".webp": "webp"}
 
-    16-bit images need PNG or TIFF; RGBA needs PNG, TIFF or WebP. JPEG gets ``quality``; WebP is
-    written lossless (WebP has no grey mode: grey images read back as three equal channels).
-    """
+
+def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
+    """``H x W x C`` uint8/uint16 (C in {1, 3, 4}) -> the bytes of an image file in ``fmt`` (a :data:`FORMATS`
+    key). 16-bit images need PNG or TIFF; RGBA needs PNG, TIFF or WebP. JPEG gets ``quality`` (default 95);
+    WebP is lossless unless a ``quality`` is given (WebP has no grey mode: grey reads back as three equal
+    channels). ValueError names the problem."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown image format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected H x W x C with C in 1, 3, 4, got shape {img.shape}")
+    if img.dtype == np.uint16:
+        if fmt not in ("png", "tiff"):
+            raise ValueError("16-bit images need a .png or .tif file (PNG or TIFF)")
+        import cv2
+
+        bgr = img[:, :, 0] if img.shape[2] == 1 else img[:, :, [2, 1, 0, 3][: img.shape[2]]]
+        ok, buf = cv2.imencode(".png" if fmt == "png" else ".tif", np.ascontiguousarray(bgr))
+        if not ok:
+            raise OSError("OpenCV failed to encode the image")
+        return bytes(buf.tobytes())
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected uint8 or uint16 pixels, got {img.dtype}")
+    if fmt in ("jpeg", "bmp") and img.shape[2] == 4:
+        raise ValueError(f"{fmt.upper()} keeps no alpha channel; use .png, .tif or .webp (PNG, TIFF or WebP)")
+    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    options: dict[str, object] = {"quality": 95 if quality is None else quality} if fmt == "jpeg" else {}
+    if fmt == "webp":  # exact: keep RGB under transparent pixels
+        options = {"lossless": True, "exact": True} if quality is None else {"quality": quality, "exact": True}
+    buf = io.BytesIO()
+    im.save(buf, format=FORMATS[fmt], **options)
+    return buf.getvalue()
+
+
+def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> None:
+    """Write ``H x W x C`` uint8/uint16 (C in {1, 3, 4}) atomically; the format comes from the suffix
+    (:func:`encode_image`: JPEG gets ``quality``, WebP is written lossless)."""
     from sr_deploy.artifacts import atomic_open
 
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"cannot write {p}: unknown image suffix {suffix!r} (use one of {IMAGE_SUFFIXES})")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise ValueError(f"cannot write {p}: expected H x W x C with C in 1, 3, 4, got shape {img.shape}")
-    if img.dtype == np.uint16:
-        if suffix not in (".png", ".tif", ".tiff"):
-            raise ValueError(f"cannot write {p}: 16-bit images need a .png or .tif file")
-        import cv2
-
-        bgr = img[:, :, 0] if img.shape[2] == 1 else img[:, :, [2, 1, 0, 3][: img.shape[2]]]
-        ok, buf = cv2.imencode(suffix, np.ascontiguousarray(bgr))
-        if not ok:
-            raise OSError(f"cannot write {p}: OpenCV failed to encode the image")
-        with atomic_open(p) as fh:
-            fh.write(buf.tobytes())
-        return
-    if img.dtype != np.uint8:
-        raise ValueError(f"cannot write {p}: expected uint8 or uint16 pixels, got {img.dtype}")
-    if suffix in (".jpg", ".jpeg", ".bmp") and img.shape[2] == 4:
-        raise ValueError(f"cannot write {p}: {suffix[1:].upper()} keeps no alpha channel; use .png, .tif or .webp")
-    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
-           ".tiff": "TIFF", ".webp": "WEBP"}[suffix]
-    options: dict[str, object] = {"quality": quality} if fmt == "JPEG" else {}
-    if fmt == "WEBP":
-        options = {"lossless": True, "exact": True}  # exact: keep RGB under transparent pixels
+    fmt = _SUFFIX_FORMATS[suffix]
+    try:
+        data = encode_image(img, fmt, quality if fmt == "jpeg" else None)
+    except (ValueError, OSError) as exc:
+        raise type(exc)(f"cannot write {p}: {exc}") from None
     with atomic_open(p) as fh:
-        im.save(fh, format=fmt, **options)
+        fh.write(data)
 
 
 def max_value(img: np.ndarray) -> int:

@@ -66,17 +66,34 @@ def upscale_image(
 
     ``tile`` and ``memory_budget``: see :func:`sr_deploy.runtime.tiling.plan_tiles`.
     """
+    height, width = model_input_size(img)
+    plan = plan_tiles(upscaler, height, width, tile, memory_budget)
+    return image_from_model(img, upscale_tiled(upscaler, image_to_model(img), plan), upscaler.scale)
+
+
+def model_input_size(img: np.ndarray) -> tuple[int, int]:
+    """``(H, W)`` of an ``H x W x C`` uint8/uint16 image with C in 1, 3, 4; ValueError for anything else."""
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an H x W x C image with C in 1, 3, 4, got shape {img.shape}")
     max_value(img)  # uint8 or uint16, else ValueError
-    height, width, channels = img.shape
-    rgb = to_float_rgb(img).transpose(2, 0, 1)
-    plan = plan_tiles(upscaler, height, width, tile, memory_budget)
-    sr = upscale_tiled(upscaler, rgb, plan).transpose(1, 2, 0)
-    out = to_uint(rgb_to_channels(sr, min(channels, 3)), img.dtype)
+    return img.shape[0], img.shape[1]
+
+
+def image_to_model(img: np.ndarray) -> np.ndarray:
+    """``H x W x C`` uint8/uint16 -> the model's ``3 x H x W`` float32 RGB in [0, 1] (grey replicated, alpha
+    left out: :func:`image_from_model` upscales it separately)."""
+    model_input_size(img)
+    return np.ascontiguousarray(to_float_rgb(img).transpose(2, 0, 1))
+
+
+def image_from_model(img: np.ndarray, sr: np.ndarray, scale: int) -> np.ndarray:
+    """The model's ``3 x sH x sW`` float32 output for ``img`` (``H x W x C``) -> ``sH x sW x C`` in ``img``'s
+    mode and dtype: grey by luma, alpha by bicubic (see the module docstring)."""
+    channels = img.shape[2]
+    out = to_uint(rgb_to_channels(sr.transpose(1, 2, 0), min(channels, 3)), img.dtype)
     if channels == 4:
         alpha = img[:, :, 3].astype(np.float64) / max_value(img)
-        big = np.clip(imresize(alpha, float(upscaler.scale)), 0.0, 1.0)  # float64 to the final rounding
+        big = np.clip(imresize(alpha, float(scale)), 0.0, 1.0)  # float64 to the final rounding
         out = np.concatenate([out, to_uint(big, img.dtype)[:, :, None]], axis=2)
     return out
 

@@ -213,15 +213,29 @@ def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None =
     image = np.ascontiguousarray(image, dtype=np.float32)
     s = upscaler.scale
     out = np.empty((3, height * s, width * s), dtype=np.float32)
-    windows = [(y, x) for y in plan.ys for x in plan.xs]
+    windows = plan_windows(plan)
     for first in range(0, len(windows), plan.batch):
         group = windows[first : first + plan.batch]
-        batch = np.stack([image[:, y.start : y.stop, x.start : x.stop] for y, x in group])
-        result = upscaler.run(batch)
+        result = upscaler.run(np.stack([window_input(image, y, x) for y, x in group]))
         for (y, x), tile_out in zip(group, result, strict=True):
-            top, left = (y.keep_start - y.start) * s, (x.keep_start - x.start) * s
-            rows, cols = (y.keep_stop - y.keep_start) * s, (x.keep_stop - x.keep_start) * s
-            out[:, y.keep_start * s : y.keep_stop * s, x.keep_start * s : x.keep_stop * s] = (
-                tile_out[:, top : top + rows, left : left + cols]
-            )
+            place_window(out, y, x, tile_out, s)
     return out
+
+
+def plan_windows(plan: TilePlan) -> list[tuple[Span, Span]]:
+    """The plan's windows as ``(row span, column span)`` pairs, row by row."""
+    return [(y, x) for y in plan.ys for x in plan.xs]
+
+
+def window_input(image: np.ndarray, y: Span, x: Span) -> np.ndarray:
+    """The ``3 x h x w`` input of one window of a ``3 x H x W`` image (a view)."""
+    return image[:, y.start : y.stop, x.start : x.stop]
+
+
+def place_window(out: np.ndarray, y: Span, x: Span, tile_out: np.ndarray, scale: int) -> None:
+    """Copy the kept core of one window's ``3 x sh x sw`` output into ``out`` (``3 x sH x sW``)."""
+    top, left = (y.keep_start - y.start) * scale, (x.keep_start - x.start) * scale
+    rows, cols = (y.keep_stop - y.keep_start) * scale, (x.keep_stop - x.keep_start) * scale
+    out[:, y.keep_start * scale : y.keep_stop * scale, x.keep_start * scale : x.keep_stop * scale] = (
+        tile_out[:, top : top + rows, left : left + cols]
+    )
