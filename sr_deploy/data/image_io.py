@@ -167,10 +167,10 @@ def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes
         import cv2
 
         bgr = img[:, :, 0] if img.shape[2] == 1 else img[:, :, [2, 1, 0, 3][: img.shape[2]]]
-        ok, buf = cv2.imencode(".png" if fmt == "png" else ".tif", np.ascontiguousarray(bgr))
+        ok, encoded = cv2.imencode(".png" if fmt == "png" else ".tif", np.ascontiguousarray(bgr))
         if not ok:
             raise OSError("OpenCV failed to encode the image")
-        return bytes(buf.tobytes())
+        return bytes(encoded.tobytes())
     if img.dtype != np.uint8:
         raise ValueError(f"expected uint8 or uint16 pixels, got {img.dtype}")
     if fmt in ("jpeg", "bmp") and img.shape[2] == 4:
