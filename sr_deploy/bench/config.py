@@ -42,6 +42,9 @@ class BenchConfig:
     ``ort_threads``: ONNX Runtime intra-op threads recorded in the environment (0: ORT default).
     ``emulated``: also measure precisions this CPU only emulates (bf16 without AVX-512 BF16 or AMX;
     skipped by default: minutes of timing that say only "slower than fp32").
+    ``tiling_sizes``: image sizes ``(H, W)`` (LR pixels) whose tiling overhead is measured per variant
+    (:mod:`sr_deploy.bench.tiling`: tiled against whole-image time; empty: none), ``tiling_repeats`` timed
+    runs each.
     """
 
     model: str
@@ -62,6 +65,8 @@ class BenchConfig:
     device: str = "cpu"
     ort_threads: int = 0
     emulated: bool = False
+    tiling_sizes: tuple[tuple[int, int], ...] = ((540, 960),)
+    tiling_repeats: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +86,7 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["sizes"] = [f"{h}x{w}" for h, w in self.sizes]
+        d["tiling_sizes"] = [f"{h}x{w}" for h, w in self.tiling_sizes]
         return d
 
 
@@ -94,6 +100,8 @@ QUICK = {
     "max_attempts": 2,
     "budget_s": 5.0,
     "max_images": 2,
+    "tiling_sizes": ((40, 72),),
+    "tiling_repeats": 1,
 }
 
 _SUITE_KEYS = {f.name for f in dataclasses.fields(BenchConfig)} - {"model", "onnx", "engines", "extra"}
@@ -122,7 +130,7 @@ def load_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{p}: unknown [bench] keys {unknown}; known: {sorted(_SUITE_KEYS)}")
     kw: dict[str, Any] = {}
     for key, value in table.items():
-        if key == "sizes":
+        if key in ("sizes", "tiling_sizes"):
             kw[key] = tuple(parse_size(s) for s in value)
         elif isinstance(value, list):
             kw[key] = tuple(value)

@@ -104,6 +104,25 @@ MEMORY_NOTE = ("Variants are measured one at a time: peak_rss_mb is the process'
                "ONNX Runtime arenas and per-shape buffers); gpu_mem_mb is the GPU's used memory.")
 
 
+def _tiling_lines(folder: Path) -> list[str]:
+    """The "Tiling overhead" section, when the run measured it (``tiling.parquet``; older folders have none)."""
+    if not (folder / "tiling.parquet").is_file():
+        return []
+    return [
+        "## Tiling overhead",
+        "",
+        "The same image tiled as `sr-deploy upscale` plans it (window within the memory budget that computes the "
+        "fewest pixels, windows batched within the budget) against one whole-image run, side by side on the same "
+        "upscaler; `computed_ratio` = pixels computed (halos included) per image pixel, "
+        "`overhead_pct` = 100 x (tiled / whole - 1), times are p50 in ms.",
+        "",
+        markdown_table(load_table(folder, "tiling"),
+                       ["variant", "height", "width", "budget", "budget_gib", "tile", "windows", "batch",
+                        "computed_ratio", "tiled_p50_ms", "whole_p50_ms", "overhead_pct", "status"], digits=2),
+        "",
+    ]
+
+
 def write_report(folder: str | os.PathLike[str]) -> Path:
     """(Re)write ``report.md`` and ``plots/*.png`` of a results folder from its saved files; returns the report path."""
     d = Path(folder)
@@ -180,6 +199,7 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
         "",
         markdown_table(points, ["variant", "precision", "speedup", "psnr_drop"]),
         "",
+        *_tiling_lines(d),
         "## Plots",
         "",
         "![latency vs size](plots/latency.png)",

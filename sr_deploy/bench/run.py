@@ -30,6 +30,7 @@ from sr_deploy.bench.environment import environment, machine_slug
 from sr_deploy.bench.latency import LatencyStats, measure, rss_mb
 from sr_deploy.bench.report import write_report
 from sr_deploy.bench.results import save_json, save_table
+from sr_deploy.bench.tiling import tiling_rows
 from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants
 from sr_deploy.compare import Comparison, compare, tolerance_for
 from sr_deploy.data.crops import parity_inputs
@@ -179,6 +180,15 @@ def latency_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
                                           "attempts": pl.Int64, "stable": pl.Boolean})
 
 
+def tiling_table(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The tiling-overhead table (one row per variant, image size and memory budget) with fixed column types."""
+    floats = ("budget_gib", "computed_ratio", "tiled_p50_ms", "whole_p50_ms", "overhead_pct")
+    ints = ("height", "width", "windows", "batch")
+    return pl.DataFrame(rows, infer_schema_length=None,
+                        schema_overrides={**{k: pl.Float64 for k in floats}, **{k: pl.Int64 for k in ints},
+                                          "tile": pl.String})
+
+
 def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = print) -> Path:
     """Measure every variant of ``config`` and write the results folder ``out`` plus its report.
 
@@ -208,6 +218,7 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = pr
     crop_ranks: dict[str, int] = {}
     parity: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
+    tiling: list[dict[str, Any]] = []
     accuracy = accuracy_rows(Variant("bicubic", "bicubic", "fp64", ""), bicubic, sets, log)
     for v in variants:
         base_rss_mb = rss_mb()
@@ -215,6 +226,9 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = pr
             log(f"{v.name}: {v.label}")
             parity.append(parity_row(v, up, inputs, refs, weights, log))
             latency += latency_rows(v, up, config, base_rss_mb, log)
+            if up is not None:
+                tiling += [{"variant": v.name, "precision": v.precision, **row} for size in config.tiling_sizes
+                           for row in tiling_rows(up, size, repeats=config.tiling_repeats, log=log)]
             accuracy += accuracy_rows(v, up, sets, log)
             if (up is not None and v.precision in CROP_PRECISIONS
                     and crop_rank(v) < crop_ranks.get(v.precision, 2) and up.accepts((1, 3, *pair.lr.shape[:2]))):
@@ -226,6 +240,8 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = pr
     save_table(parity_table(parity), folder, "parity")
     save_table(accuracy_table(accuracy), folder, "accuracy")
     save_table(latency_table(latency), folder, "latency")
+    if tiling:
+        save_table(tiling_table(tiling), folder, "tiling")
     save_json(folder, "environment", env)
     save_json(folder, "config", {**config.to_dict(), "datasets": {k: [str(p) for p in v] for k, v in sets.items()},
                                  "seconds": round(time.perf_counter() - start, 1)})

@@ -104,6 +104,8 @@ def bench(
     sizes: Annotated[str | None, typer.Option(help="LR input sizes, e.g. 128x128,256x256,270x480")] = None,
     batches: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,4")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per shape")] = None,
+    tiling_sizes: Annotated[str | None, typer.Option(
+        help="Image sizes whose tiling overhead is measured (tiled vs whole), e.g. 540x960; 'none' for none")] = None,
     device: Annotated[str | None, typer.Option(help=f"{DEVICE_CHOICES} (torch variants)")] = None,
     suite: SuiteOpt = None,
     quick: QuickOpt = False,
@@ -128,6 +130,8 @@ def bench(
             sizes=tuple(parse_size(s) for s in sizes.split(",")) if sizes else None,
             batches=tuple(int(b) for b in batches.split(",")) if batches else None,
             repeats=repeats, device=device,
+            tiling_sizes=None if tiling_sizes is None else () if tiling_sizes == "none"
+            else tuple(parse_size(s) for s in tiling_sizes.split(",")),
         )
         report_path = sr.run_bench(config, out, log=log_text)
     except (FileNotFoundError, ValueError) as exc:

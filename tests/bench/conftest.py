@@ -12,7 +12,8 @@ from tests.helpers import save_tiny_model
 
 #: Smallest useful bench settings: one size, batch 1 and 2, three timed runs, one image.
 SMALL_BENCH = {"sizes": ((16, 16),), "batches": (1, 2), "max_batch_pixels": 2 * 16 * 16, "warmup": 1,
-               "repeats": 3, "max_attempts": 1, "budget_s": 1.0, "max_images": 1}
+               "repeats": 3, "max_attempts": 1, "budget_s": 1.0, "max_images": 1,
+               "tiling_sizes": ((24, 40),), "tiling_repeats": 1}
 
 
 @pytest.fixture(scope="session")
