@@ -1,5 +1,8 @@
 """Upscaling many files (``sr-deploy upscale``): inputs -> output paths, then one file at a time.
 
+Other kinds of files (videos) join through two callables, so this module needs nothing of theirs: an
+``accept`` test that picks them out of folders and patterns, and a ``process`` handler that upscales them.
+
 Inputs are files, folders (their images, by suffix, sorted) and glob patterns (``**`` recursive;
 matching images). The output is a folder (``OUT/<input name>``, same format as the input), or a
 file name when there is exactly one input (an output ending in a path separator is always a folder).
@@ -64,9 +67,17 @@ def _loop_problem(path: Path) -> Outcome:
     return Outcome(path, None, "failed", f"{path} is a symlink loop")
 
 
-def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Outcome]]:
+def _wanted(path: Path, accept: Callable[[Path], bool] | None) -> bool:
+    """An image by its suffix, or a file ``accept`` takes (e.g. a video, by probing)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or (accept is not None and path.is_file() and accept(path))
+
+
+def expand_inputs(inputs: Sequence[str], accept: Callable[[Path], bool] | None = None
+                  ) -> tuple[list[Path], list[Outcome]]:
     """Files, folders and glob patterns -> image files (each once, in order) and inputs that match
-    nothing or are symlink loops."""
+    nothing or are symlink loops. ``accept``: folders and patterns also yield the other files it takes
+    (the CLI passes :func:`sr_deploy.video.is_video`, which probes the file)."""
+    kinds = "images" if accept is None else "images or videos"
     found: list[Path] = []
     problems: list[Outcome] = []
     for text in inputs:
@@ -75,18 +86,19 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Outcome]]:
             problems.append(_loop_problem(p))
             continue
         if p.is_dir():
-            files = list_images(p)
+            files = list_images(p) if accept is None else [
+                q for q in sorted(p.iterdir()) if q.is_file() and _wanted(q, accept)]
             problems.extend(_loop_problem(q) for q in sorted(p.iterdir())
                             if q.suffix.lower() in IMAGE_SUFFIXES and q.is_symlink() and _is_symlink_loop(q))
             if not files:
-                problems.append(Outcome(p, None, "failed", f"folder {p} contains no images"))
+                problems.append(Outcome(p, None, "failed", f"folder {p} contains no {kinds}"))
         elif p.exists() or not any(c in text for c in _GLOB_CHARS):
             files = [p]  # a missing file is reported when it is read
         else:
             matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            files = [m for m in matches if m.is_file() and _wanted(m, accept)]
             if not files:
-                problems.append(Outcome(p, None, "failed", f"pattern {text!r} matches no images"))
+                problems.append(Outcome(p, None, "failed", f"pattern {text!r} matches no {kinds}"))
         found.extend(files)
     seen: set[Path] = set()
     unique: list[Path] = []
@@ -97,12 +109,16 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Outcome]]:
     return unique, problems
 
 
-def plan_job(inputs: Sequence[str], output: str | Path) -> JobPlan:
-    """Pair every input image with its output path (see the module docstring for the rules)."""
-    sources, problems = expand_inputs(inputs)
+def plan_job(inputs: Sequence[str], output: str | Path, accept: Callable[[Path], bool] | None = None,
+             file_suffixes: Sequence[str] = ()) -> JobPlan:
+    """Pair every input image with its output path (see the module docstring for the rules).
+
+    ``accept``: see :func:`expand_inputs`; ``file_suffixes``: more output suffixes (besides the image
+    ones) that make ``output`` one file rather than a folder (the CLI passes the video containers')."""
+    sources, problems = expand_inputs(inputs, accept)
     out = Path(output).expanduser()
     names_folder = str(output).endswith(("/", os.sep)) or out.is_dir()
-    single_file = not names_folder and out.suffix.lower() in IMAGE_SUFFIXES
+    single_file = not names_folder and out.suffix.lower() in (*IMAGE_SUFFIXES, *file_suffixes)
     if single_file and len(sources) > 1:
         raise ValueError(f"-o {out} names one image file but {len(sources)} inputs were given: pass a folder")
     pairs: list[tuple[Path, Path]] = []
@@ -131,8 +147,13 @@ def run_job(
     on_outcome: Callable[[Outcome], None] | None = None,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    process: Callable[[Path, Path], str | None] | None = None,
 ) -> list[Outcome]:
     """Upscale every pair of ``plan``; returns the plan's problems followed by one outcome per pair.
+
+    ``process(source, destination)``: a handler tried first for each pair: it writes the output and
+    returns the outcome's message, or returns None for a file it does not handle, which is then upscaled
+    as an image (the CLI passes one for videos; its errors count like the image path's).
 
     ``on_outcome`` is called after each pair (for a progress display). Unreadable inputs, inputs over
     ``max_pixels`` (see :func:`~sr_deploy.runtime.images.upscale_file`), outputs that cannot be written
@@ -148,8 +169,11 @@ def run_job(
             outcome = Outcome(src, dst, "exists", f"{dst} exists; pass --overwrite to replace it")
         else:
             try:
-                width, height = upscale_file(upscaler, src, dst, tile, memory_budget, max_pixels=max_pixels)
-                outcome = Outcome(src, dst, "written", f"{width}x{height}")
+                message = None if process is None else process(src, dst)
+                if message is None:
+                    width, height = upscale_file(upscaler, src, dst, tile, memory_budget, max_pixels=max_pixels)
+                    message = f"{width}x{height}"
+                outcome = Outcome(src, dst, "written", message)
             except (ValueError, OSError) as exc:
                 outcome = Outcome(src, dst, "failed", str(exc))
             except Exception as exc:  # noqa: BLE001 - one file never sinks the job (MemoryError included)
