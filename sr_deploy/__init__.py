@@ -11,7 +11,8 @@ The public API (everything else is machinery and may move)::
 - models: :class:`ModelDescriptor` (what a model is and can do), :func:`load_weights`, :func:`save_weights`
 - running: :func:`load` / :func:`load_selected` -> an :class:`Upscaler` (``run`` on N x 3 x H x W
   float32 in [0, 1]); :func:`tune` times every route here (cached); :func:`upscale_image` /
-  :func:`upscale_file` (modes, bit depths, tiling)
+  :func:`upscale_file` (modes, bit depths, tiling); :func:`upscale_video` with :class:`VideoOptions` (any
+  file FFmpeg demuxes: timestamps, audio, colour kept; resumable)
 - exporting: :func:`export_onnx`, :func:`export_fp16`, :func:`export_int8` (each verified before it
   writes), :func:`build_engine` (TensorRT) with typed :class:`Profile` shapes
 - evidence: :func:`evaluate` (Y-PSNR/SSIM against ground truth), :func:`compare` with a
@@ -38,6 +39,7 @@ from sr_deploy.runtime.images import upscale_file, upscale_image
 from sr_deploy.runtime.load import load, load_selected
 from sr_deploy.runtime.tune import Tuning, tune
 from sr_deploy.scoring import evaluate
+from sr_deploy.video import VideoOptions, VideoResult, upscale_video
 
 __all__ = [
     "BackendUnavailable",
@@ -53,6 +55,8 @@ __all__ = [
     "Tolerance",
     "Tuning",
     "Upscaler",
+    "VideoOptions",
+    "VideoResult",
     "__version__",
     "build_engine",
     "compare",
@@ -70,4 +74,5 @@ __all__ = [
     "tune",
     "upscale_file",
     "upscale_image",
+    "upscale_video",
 ]

@@ -28,18 +28,35 @@ from sr_deploy.cli.common import (
     output_option,
     print_table,
 )
+from sr_deploy.cli.video import (
+    INTERRUPTED,
+    CodecOpt,
+    CrfOpt,
+    DecodeErrorsOpt,
+    FrameBatchOpt,
+    PixFmtOpt,
+    PresetOpt,
+    ResumeOpt,
+    SegmentFramesOpt,
+    progress_columns,
+    video_handler,
+    video_input,
+    video_options,
+)
 from sr_deploy.data.image_io import ImageReadError, image_size
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
 from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, OUTPUT_PIXELS_FACTOR
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
+from sr_deploy.video import VIDEO_SUFFIXES
 from sr_deploy.vocabulary import AUTO, PRECISIONS
 
 DeployOutOpt = Annotated[Path, typer.Option(help="Output folder (ONNX files, engines, bench/, manifest.json)")]
 
 
 def upscale(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders and glob patterns ('**' recursive)")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Image and video files, folders and glob patterns ('**' recursive)")],
     output: Annotated[str, output_option(  # str: a trailing '/' (always a folder) must survive
         "Output folder, or a file name for one input (a name ending in '/' is always a folder)")],
     model: Annotated[str | None, typer.Option(
@@ -60,13 +77,24 @@ def upscale(
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse inputs whose header says they have more pixels than this (or whose output has "
         f"more than {OUTPUT_PIXELS_FACTOR} times as many); nothing is decoded")] = DEFAULT_MAX_PIXELS,
+    codec: CodecOpt = None,
+    crf: CrfOpt = None,
+    preset: PresetOpt = None,
+    pix_fmt: PixFmtOpt = None,
+    frame_batch: FrameBatchOpt = 4,
+    segment_frames: SegmentFramesOpt = 250,
+    resume: ResumeOpt = False,
+    decode_errors: DecodeErrorsOpt = "stop",
 ) -> None:
     """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
 
     With --backend auto the routes that can run the model are timed once on this machine (on the first
     image's size, at most 256 x 256) and the fastest is kept in a cache; --no-tune uses the static
-    ranking. Unreadable or too large files are reported and skipped. Exit code: 0 when every output exists at
-    the end (outputs that already existed are left as they were), 1 when some file failed, 2 for usage errors.
+    ranking. Videos (any file FFmpeg demuxes with a moving picture, found by probing) get their video stream
+    upscaled and every other stream copied, frame timestamps kept (see the Video options); Ctrl-C keeps their
+    finished segments for --resume. Unreadable or too large files are reported and skipped. Exit code: 0 when
+    every output exists at the end (outputs that already existed are left as they were), 1 when some file
+    failed, 2 for usage errors, 130 when interrupted.
 
     Examples:
 
@@ -75,9 +103,12 @@ def upscale(
       sr-deploy upscale photos/ 'more/**/*.png' -o out/ --model model-int8.onnx --tile 128
 
       sr-deploy upscale video-frames/ -o out/ --max-psnr-drop 0.05
+
+      sr-deploy upscale film.mkv -o film-x4.mkv --codec libx265 --crf 20 --resume
     """
     try:
-        plan = plan_job(inputs, output)
+        plan = plan_job(inputs, output, accept=video_input, file_suffixes=VIDEO_SUFFIXES)
+        video = video_options(codec, crf, preset, pix_fmt, frame_batch, segment_frames, resume, decode_errors, tile)
         shape = tune_shape(plan.pairs[0][0]) if tune and backend == AUTO and plan.pairs else None
         upscaler, selection = sr.load_selected(model, backend=backend, precision=precision, tune_shape=shape,
                                                max_psnr_drop=max_psnr_drop, log=log_text)
@@ -93,15 +124,20 @@ def upscale(
     say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {escape(selection.reason)}")
     for problem in plan.problems:
         skipped(problem)
-    with Progress(console=console) as progress:
-        task = progress.add_task("upscaling", total=len(plan.pairs))
+    with Progress(*progress_columns(), console=console) as progress:
+        task = progress.add_task("upscaling", total=len(plan.pairs), rate="")
 
         def show(outcome: Outcome) -> None:
             if outcome.status != "written":
                 skipped(outcome)
             progress.advance(task)
 
-        outcomes = run_job(upscaler, plan, tile=tile, overwrite=overwrite, on_outcome=show, max_pixels=max_pixels)
+        try:
+            outcomes = run_job(upscaler, plan, tile=tile, overwrite=overwrite, on_outcome=show, max_pixels=max_pixels,
+                               process=video_handler(upscaler, video, progress, say))
+        except KeyboardInterrupt:
+            say(f"[yellow]{escape(INTERRUPTED)}[/]")
+            raise typer.Exit(130) from None
     counts = {s: sum(o.status == s for o in outcomes) for s in ("written", "exists", "failed")}
     say(f"{counts['written']} written, {counts['exists']} left as they were (exist; --overwrite replaces them), "
         f"{counts['failed']} failed")
