@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from sr_deploy.cli import evaluate, export, train, upscale
+from sr_deploy.cli import evaluate, export, serve, train, upscale
 from sr_deploy.cli.common import console, state
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ for command in (evaluate.evaluate, export.build, evaluate.bench, evaluate.report
                 upscale.upscale):
     app.command()(command)
 app.command("tune")(upscale.tune_command)
+app.command("serve")(serve.serve)
 app.add_typer(train.train_app, name="train")
 app.add_typer(export.export_app, name="export")
 

@@ -1,0 +1,72 @@
+"""``sr-deploy serve``: the HTTP upscaling service (:mod:`sr_deploy.serve`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sr_deploy.cli.common import AUTO_DEVICE_CHOICES, OptionalPsnrBudgetOpt, choices, console, fail, log_text
+from sr_deploy.errors import BackendUnavailable
+from sr_deploy.serve import ServeConfig, UpscaleService, read_token
+from sr_deploy.serve import serve as run_server
+from sr_deploy.serve.config import (
+    DEFAULT_BATCH_WAIT_MS,
+    DEFAULT_GRACE_S,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_REQUEST_TIMEOUT_S,
+)
+from sr_deploy.vocabulary import AUTO, BACKENDS, PRECISIONS
+
+
+def serve(
+    model: Annotated[str, typer.Option(help="Shipped model name, weights, .onnx or .engine")] = "srresnet-x4",
+    backend: Annotated[str, typer.Option(help=choices((AUTO, *BACKENDS)))] = AUTO,
+    precision: Annotated[str | None, typer.Option(help=choices(PRECISIONS))] = None,
+    device: Annotated[str | None, typer.Option(help=AUTO_DEVICE_CHOICES)] = None,
+    max_psnr_drop: OptionalPsnrBudgetOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; other than loopback needs --token-file or "
+                                           "--insecure")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Threads running batches on the one loaded model")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Most windows in one batch")] = DEFAULT_MAX_BATCH,
+    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill (ms)")]
+    = DEFAULT_BATCH_WAIT_MS,
+    window: Annotated[int | None, typer.Option(help="Window side in input pixels (default: from the model's "
+                                                    "receptive field, at least 128)")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Largest input image (pixels, from its header; 413 above)")]
+    = DEFAULT_MAX_PIXELS,
+    max_queue: Annotated[int, typer.Option(help="Requests in flight before 503 + Retry-After")] = DEFAULT_MAX_QUEUE,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above)")] = DEFAULT_MAX_BODY_BYTES,
+    request_timeout: Annotated[float, typer.Option(help="Per-request timeout (s; 504 after it)")]
+    = DEFAULT_REQUEST_TIMEOUT_S,
+    grace: Annotated[float, typer.Option(help="On SIGTERM, seconds to finish requests in flight")] = DEFAULT_GRACE_S,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the bearer token requests must carry")]
+    = None,
+    insecure: Annotated[bool, typer.Option(help="Allow a non-loopback --host without a token")] = False,
+) -> None:
+    """Serve POST /v1/upscale (with cross-request batching), /healthz, /readyz, /metrics, /v1/model, /docs.
+
+    Example: sr-deploy serve --model srresnet-x4 --port 8000 --max-batch 8 --batch-wait-ms 5
+    then: curl --data-binary @photo.png -H 'content-type: image/png' http://127.0.0.1:8000/v1/upscale -o big.png
+    """
+    try:
+        config = ServeConfig(
+            model=model, backend=backend, precision=precision, device=None if device == AUTO else device,
+            max_psnr_drop=max_psnr_drop or 0.0, host=host, port=port, workers=workers, max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms, window=window, max_pixels=max_pixels, max_queue=max_queue,
+            max_body_bytes=max_body_bytes, request_timeout_s=request_timeout, grace_s=grace,
+            token=read_token(token_file) if token_file else None, insecure=insecure)
+        service = UpscaleService.open(config, log=log_text)
+    except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
+        raise fail(str(exc)) from None
+    info = service.describe()
+    drop = info.get("psnr_drop_db")
+    console.print(f"serving {info['artifact']} on {info['backend']} ({info['precision']}, Y-PSNR drop "
+                  f"{'not measured' if drop is None else f'{drop:.3f} dB'}), windows of {service.window} x "
+                  f"{service.window}, batches up to {config.max_batch}: http://{host}:{port}", highlight=False)
+    run_server(service)
