@@ -1,4 +1,5 @@
-"""Exporting commands: ``export onnx | fp16 | int8`` (verified ONNX files) and ``build`` (a TensorRT engine)."""
+"""Exporting commands: ``export onnx | fp16 | int8`` (verified ONNX files), ``export triton`` (a Triton model
+repository) and ``build`` (a TensorRT engine)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from sr_deploy.export.fp16 import DEFAULT_MARGIN
 from sr_deploy.export.onnx import DEFAULT_OPSET
 from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE, LAYOUTS, METHODS
 from sr_deploy.export.sensitivity import MEASURE_ON
+from sr_deploy.export.triton import DEFAULT_BATCH_WAIT_MS as TRITON_BATCH_WAIT_MS
+from sr_deploy.export.triton import KINDS as TRITON_KINDS
+from sr_deploy.export.triton import export_triton
 
 export_app = typer.Typer(help="Export to verified ONNX: fp32, fp16, int8 Q/DQ.", no_args_is_help=True)
 
@@ -143,3 +147,38 @@ def build(
     verb = "reused" if result.reused else f"built in {result.metadata.build_seconds:.1f} s"
     console.print(f"{result.engine} ({result.metadata.precision}, TensorRT {result.metadata.tensorrt_version}, "
                   f"{result.metadata.gpu.name}): {verb}")
+
+
+@export_app.command("triton")
+def export_triton_command(
+    model: Annotated[str, typer.Argument(help="Shipped model name, weights, .onnx or .engine")],
+    output: Annotated[Path, output_option("Triton model repository folder")],
+    onnx: Annotated[Path | None, typer.Option(help="Serve this sr-deploy ONNX file (default: MODEL, or an "
+                                                   "fp32 ONNX exported from it)")] = None,
+    engine: Annotated[Path | None, typer.Option(help="Serve this TensorRT engine (with its sidecar)")] = None,
+    name: Annotated[str | None, typer.Option(help="Triton model name (default: MODEL's name)")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="max_batch_size (default: 8 for ONNX, the engine's "
+                                                       "profile maximum)")] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (instance_group count)")] = 1,
+    kind: Annotated[str, typer.Option(help=choices(TRITON_KINDS))] = "gpu",
+    batch_wait_ms: Annotated[float, typer.Option(help="Dynamic batching: longest wait for a batch (ms)")]
+    = TRITON_BATCH_WAIT_MS,
+) -> None:
+    """Write a Triton Inference Server model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx|plan.
+
+    Examples:
+
+      sr-deploy export triton srresnet-x4 -o triton-repo --onnx srresnet-x4.fp16.onnx --max-batch 8
+
+      sr-deploy export triton srresnet-x4 -o triton-repo --engine srresnet-x4.engine --instances 2
+    """
+    if onnx is not None and engine is not None:
+        raise fail("give at most one of --onnx and --engine")
+    try:
+        result = export_triton(model, output, onnx_path=onnx, engine=engine, name=name, max_batch=max_batch,
+                                  instances=instances, kind=kind, batch_wait_ms=batch_wait_ms)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    dims = " x ".join(str(d) for d in result.input.dims)
+    console.print(f"wrote {result.config} and {result.model_file}: {result.input.name} [{dims}] -> "
+                  f"{result.output.name}, max_batch_size {result.max_batch_size}", highlight=False)
