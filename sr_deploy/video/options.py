@@ -150,5 +150,7 @@ def choose_encoding(options: VideoOptions, source_pix_fmt: str, bit_depth: int, 
     preset = options.preset or DEFAULT_PRESET.get(codec)
     if preset is not None:
         enc["preset"] = preset
+    if codec == "libx265":
+        enc["x265-params"] = "log-level=error"  # x265 prints its settings to stderr otherwise
     enc.update(options.encoder_options)
     return Encoding(codec, pix_fmt, enc)

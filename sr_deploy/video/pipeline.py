@@ -58,11 +58,16 @@ class _Failed:
     error: BaseException
 
 
+def whole_frames(plan: TilePlan) -> bool:
+    """Whether a frame goes to the model as it is: one window, no padding for the model's size rules."""
+    return plan.count == 1 and not getattr(plan, "pad_h", 0) and not getattr(plan, "pad_w", 0)
+
+
 def frame_batch(upscaler: Upscaler, plan: TilePlan, height: int, width: int, wanted: int,
                 memory_budget: int | None) -> int:
-    """Frames per model call: ``wanted`` when a frame is one window (``plan.count == 1``), bounded by the
-    memory budget and the backend's limits; 1 for tiled frames (their windows are batched instead)."""
-    if plan.count != 1:
+    """Frames per model call: ``wanted`` when frames go to the model whole (:func:`whole_frames`), bounded by
+    the memory budget and the backend's limits; 1 for tiled frames (their windows are batched instead)."""
+    if not whole_frames(plan):
         return 1
     budget = default_memory_budget() if memory_budget is None else memory_budget
     per_frame = bytes_per_pixel(upscaler.descriptor, upscaler.precision) * height * width
@@ -247,7 +252,7 @@ def run_pipeline(
             if not group:
                 break
             started = time.perf_counter()
-            if batch > 1 or plan.count == 1:
+            if whole_frames(plan):
                 outputs = list(upscaler.run(np.stack([rgb for _, _, rgb in group])))
             else:
                 outputs = [upscale_tiled(upscaler, rgb, plan) for _, _, rgb in group]

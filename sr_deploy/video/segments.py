@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import io
 import json
 import shutil
 import sys
@@ -236,6 +237,20 @@ def _video_packets(store: SegmentStore, out_stream: Any, extradata: bytes | None
                 yield seconds, order, packet
 
 
+def _cannot_hold(muxer: str, stream: Any) -> str | None:
+    """Why a ``muxer`` file cannot hold a copy of ``stream`` (None: it can), found by writing the header of
+    a scratch file in memory: some refusals only come when the header is written."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(), "w", format=muxer) as scratch:
+            scratch.add_stream_from_template(stream)
+            scratch.start_encoding()
+    except (ValueError, av.FFmpegError) as exc:
+        return str(exc).split("; last error log: ")[-1]
+    return None
+
+
 def scaled_display_matrix(matrix: tuple[int, ...], scale: int) -> list[int]:
     """The source's display matrix for a picture ``scale`` times larger: the rotation is kept, the
     translation (entries 6 and 7, in pixels) scaled."""
@@ -268,12 +283,13 @@ def join_segments(store: SegmentStore, source: VideoInfo, destination: Path, sca
             for st in src.streams:
                 if st.index == source.index:
                     continue
-                what = f"stream #{st.index} ({st.type} {st.codec_context.name if st.codec_context else '?'})"
-                try:
+                problem = _cannot_hold(store.muxer, st)
+                if problem is None:
                     mapping[st.index] = out.add_stream_from_template(st)
                     copied.append(st)
-                except (ValueError, av.FFmpegError) as exc:
-                    notes.append(f"{what} left out: the {store.muxer} container cannot hold it ({exc})")
+                else:
+                    what = f"stream #{st.index} ({st.type} {st.codec_context.name if st.codec_context else 'data'})"
+                    notes.append(f"{what} left out: the {store.muxer} container cannot hold it ({problem})")
             for key, value in src.metadata.items():
                 if key.lower() not in _MUXER_KEYS:
                     out.metadata[key] = value
