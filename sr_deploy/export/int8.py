@@ -157,7 +157,10 @@ def export_int8(
         "bins": bins if method != "minmax" else None,
         "entropy_target_levels": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,  # KL: bins -> levels
         "percentile": percentile if method == "percentile" else None,
+        "placement": "TensorRT Q/DQ placement rules (sr_deploy.export.placement)" if layout.rules
+        else "onnxruntime quantize_static (QDQ, Conv and Add inputs and outputs)",
         "excluded_nodes": list(excluded),
+        "fusion_groups_int8": quantizer.groups(excluded),
         "float_by_layout": list(quantizer.always_float),
         "quantized_nodes": len(candidates) - len(excluded),
         **cset.describe(),

@@ -3,10 +3,13 @@
 Weights are int8, symmetric, per output channel. Two layouts of the QuantizeLinear /
 DequantizeLinear pairs:
 
-- ``tensorrt``: int8 activations, symmetric (zero point 0, TensorRT's only mode). Q/DQ on the
-  inputs of every Conv (activation and weight) and of every Add (the residual input too, so
-  TensorRT fuses the skip connection into the convolution), never on their outputs; each consumer
-  gets its own pair (``DedicatedQDQPair``); biases stay float (TensorRT quantizes them itself).
+- ``tensorrt``: int8 activations, symmetric (zero point 0, TensorRT's only mode), placed by TensorRT's
+  Q/DQ placement rules (:mod:`sr_deploy.export.placement`: every Conv's activation input and weights,
+  the identity input of a residual Add only so the Add fuses into its convolution, nothing between a
+  Conv and its activation, pairs moved across PixelShuffle/PixelUnshuffle, one scale across a Concat),
+  never on outputs; each consumer input gets its own pair; biases stay float (TensorRT quantizes them
+  itself). The pairs are written by :func:`insert_qdq` (scale = range / 127), not by ORT's
+  ``quantize_static``, whose op-type lists cannot express these rules.
 - ``ort-cpu``: uint8 activations (asymmetric) with int8 weights (u8s8), Q/DQ around Conv and Add
   inputs and outputs, the pattern ONNX Runtime's CPU provider fuses into QLinearConv / QLinearAdd.
   Convolutions with fewer than 8 output channels stay float: MLAS's u8s8 QLinearConv is several
@@ -36,10 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import CalibrationSet
+from sr_deploy.export.placement import CALIBRATED_OP_TYPES, Placement, place
 
 METHODS = ("minmax", "percentile", "entropy")
 #: The default calibration: the best measured (benchmarks/results/*/int8_calibration.md: entropy over 2048 bins
@@ -60,21 +66,11 @@ class Layout:
     op_types: tuple[str, ...]
     extra_options: dict[str, Any] = field(default_factory=dict)
     min_conv_outputs: int = 0  # Convs with fewer output channels are never quantized
+    rules: bool = False  # placed by TensorRT's rules (sr_deploy.export.placement), else by ORT's quantize_static
 
 
 LAYOUTS = {
-    "tensorrt": Layout(
-        "tensorrt",
-        symmetric_activations=True,
-        op_types=("Conv", "Add"),
-        extra_options={
-            "ActivationSymmetric": True,
-            "WeightSymmetric": True,
-            "DedicatedQDQPair": True,
-            "OpTypesToExcludeOutputQuantization": ["Conv", "Add"],
-            "QuantizeBias": False,
-        },
-    ),
+    "tensorrt": Layout("tensorrt", symmetric_activations=True, op_types=CALIBRATED_OP_TYPES, rules=True),
     "ort-cpu": Layout(
         "ort-cpu",
         symmetric_activations=False,
@@ -158,7 +154,10 @@ def _kept_float(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], layo
 
 
 def _partition(model: onnx.ModelProto, layout: Layout) -> tuple[list[str], list[str]]:
-    """Names of the layout's op-type nodes, in graph order: (quantizable, always left in float)."""
+    """Names of the layout's candidate nodes, in graph order: (quantizable, always left in float). With
+    TensorRT's rules the candidates are the Convs, each heading its fusion group (:func:`fusion_groups`)."""
+    if layout.rules:
+        return place(model).weights, []
     weights = {t.name: t for t in model.graph.initializer}
     quantizable: list[str] = []
     kept: list[str] = []
@@ -176,6 +175,76 @@ def quantizable_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
 def float_nodes(model: onnx.ModelProto, layout: Layout) -> list[str]:
     """Names of the nodes of the layout's op types that it always leaves in float."""
     return _partition(model, layout)[1]
+
+
+def fusion_groups(model: onnx.ModelProto, layout: Layout, exclude: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The candidates the layout quantizes with ``exclude`` left float, each with the nodes that run int8 with
+    it: TensorRT's fusion groups (Conv, fused activation, fused residual Add) for the ``tensorrt`` layout, the
+    node alone for ``ort-cpu``."""
+    if layout.rules:
+        return place(model, exclude).groups
+    return {n: [n] for n in quantizable_nodes(model, layout) if n not in set(exclude)}
+
+
+def _absmax(ranges: Any, tensor: str) -> float:
+    if tensor not in ranges:
+        raise ExportError(f"no calibration range for tensor {tensor!r}")
+    low, high = ranges[tensor].range_value
+    return max(abs(float(np.min(low))), abs(float(np.max(high))))
+
+
+def insert_qdq(model: onnx.ModelProto, placement: Placement, ranges: Any) -> onnx.ModelProto:
+    """A copy of ``model`` with the Q/DQ pairs of ``placement``: symmetric int8 activations, scale = the
+    calibrated range (``ranges``: tensor -> ``TensorData`` with ``range_value``; the largest one across a
+    shared-scale group) / 127, zero point 0; int8 weights, symmetric per output channel (scale = max |w| / 127,
+    values in [-127, 127]) behind a DequantizeLinear; biases float."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inits = {t.name: t for t in graph.initializer}
+    absmax = {s.tensor: _absmax(ranges, s.tensor) for s in placement.sites}
+    for group in placement.shared_scales:
+        shared = max(_absmax(ranges, t) for t in group)
+        absmax.update({t: shared for t in group if t in absmax})
+    added: list[onnx.TensorProto] = []
+    for tensor, amax in sorted(absmax.items()):
+        scale = np.array(amax / 127.0 if amax > 0 else 1.0, np.float32)
+        added.append(numpy_helper.from_array(scale, f"{tensor}_scale"))
+        added.append(numpy_helper.from_array(np.array(0, np.int8), f"{tensor}_zero_point"))
+    before: dict[str, list[onnx.NodeProto]] = {}
+    nodes = {n.name: n for n in graph.node}
+    for site in placement.sites:
+        base = f"{site.node}/input{site.index}"
+        q = helper.make_node("QuantizeLinear", [site.tensor, f"{site.tensor}_scale", f"{site.tensor}_zero_point"],
+                             [f"{base}/quantized"], name=f"{base}/QuantizeLinear")
+        dq = helper.make_node("DequantizeLinear", [q.output[0], *q.input[1:]], [f"{base}/dequantized"],
+                              name=f"{base}/DequantizeLinear")
+        before.setdefault(site.node, []).extend([q, dq])
+        nodes[site.node].input[site.index] = dq.output[0]
+    done: dict[str, str] = {}
+    for conv in placement.weights:
+        node = nodes[conv]
+        name = node.input[1]
+        if name not in done:
+            w = numpy_helper.to_array(inits[name]).astype(np.float32)
+            amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+            scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+            q = np.clip(np.rint(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+            added += [numpy_helper.from_array(q, f"{name}_quantized"), numpy_helper.from_array(scale, f"{name}_scale"),
+                      numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero_point")]
+            dq = helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
+                                  [f"{name}_dequantized"], name=f"{name}_DequantizeLinear", axis=0)
+            before.setdefault(conv, []).append(dq)
+            done[name] = dq.output[0]
+        node.input[1] = done[name]
+    still_used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in still_used]
+    del graph.initializer[:]
+    graph.initializer.extend([*kept, *added])
+    ordered = [m for n in graph.node for m in (*before.get(n.name, []), n)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return out
 
 
 class Quantizer:
@@ -203,8 +272,17 @@ class Quantizer:
         self.model = onnx.load(str(model_path), load_external_data=False)  # graph and weight shapes
         self.always_float = float_nodes(self.model, layout)
 
+    def groups(self, exclude: Sequence[str] = ()) -> dict[str, list[str]]:
+        """:func:`fusion_groups` of this model with ``exclude`` left float."""
+        return fusion_groups(self.model, self.layout, exclude)
+
     def quantize(self, exclude: Sequence[str], output: str | os.PathLike[str]) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        if self.layout.rules:
+            full = onnx.load(str(self.model_path))
+            onnx.save(insert_qdq(full, place(full, exclude), self.ranges), str(output))
+            return
 
         activation = QuantType.QInt8 if self.layout.symmetric_activations else QuantType.QUInt8
         with _quiet_ort_logging():

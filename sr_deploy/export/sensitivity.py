@@ -105,8 +105,10 @@ class BudgetReport:
     layer's error alone (``noise``: Y MSE on the 0..255 scale against fp32; ``sensitivity``: the
     drop in dB it predicts alone), its ``work`` (multiply-accumulates or elements per LR pixel),
     the ``excluded`` layers (most error per unit of work first), the ``predicted``
-    and measured final drop, every measured cut (``cuts``: int8 layer count -> drop in dB), and
-    what the search cost."""
+    and measured final drop, every measured cut (``cuts``: int8 layer count -> drop in dB), the
+    ``fusion_groups`` kept int8 (candidate -> the nodes that run int8 with it: for the ``tensorrt``
+    layout a Conv, its fused activation and the residual Add fused into it; a candidate is excluded
+    with its whole group, so no neighbour's fusion is split), and what the search cost."""
 
     budget_db: float
     baseline_psnr: float
@@ -118,6 +120,7 @@ class BudgetReport:
     predicted_drop: float = math.nan
     final_psnr: float = math.nan
     cuts: dict[int, float] = field(default_factory=dict)
+    fusion_groups: dict[str, list[str]] = field(default_factory=dict)
     evaluations: int = 0
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
@@ -179,7 +182,8 @@ def budgeted_exclusion(
 ) -> BudgetReport:
     """Find layers to leave in float so the int8 model's Y-PSNR drop is at most ``budget_db``,
     keeping as many layers int8 as the measurements allow; every candidate is run by ``measure_on``
-    (:data:`MEASURE_ON`).
+    (:data:`MEASURE_ON`). ``candidates`` are :func:`~sr_deploy.export.qdq.quantizable_nodes` (the Convs heading
+    TensorRT's fusion groups in the ``tensorrt`` layout, Convs and Adds in ``ort-cpu``).
 
     Costs one quantize + evaluation for the all-int8 model, one per candidate (sensitivity; skipped
     when the all-int8 model is already within budget) and about log2(len(candidates)) for the cut.
@@ -206,6 +210,7 @@ def budgeted_exclusion(
         report.cuts[len(candidates)] = report.all_int8_drop
         note(f"fp32 {baseline:.3f} dB, all int8 {report.all_int8_psnr:.3f} dB (drop {report.all_int8_drop:.3f})")
         if report.within_budget:
+            report.fusion_groups = quantizer.groups([])
             report.seconds = time.perf_counter() - start
             return report
         for i, node in enumerate(candidates):
@@ -235,6 +240,7 @@ def budgeted_exclusion(
                 hi = probe
             probe = (lo + hi) // 2
         report.excluded = order[lo:][::-1]
+        report.fusion_groups = quantizer.groups(report.excluded)
         report.final_psnr = best
     report.seconds = time.perf_counter() - start
     return report

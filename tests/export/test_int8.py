@@ -46,15 +46,22 @@ def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: 
     zps = _zero_points(model)
     if target == "tensorrt":
         assert all(z.dtype == np.int8 and not z.any() for z in zps)
-        # Q/DQ on Conv inputs and on Add inputs only: a quantized Conv output must be an Add input
-        consumers = {}
-        for n in model.graph.node:
-            for name in n.input:
-                consumers.setdefault(name, []).append(n)
-        conv_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Conv"}
-        for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in conv_outputs):
-            dqs = consumers[q.output[0]]
-            assert all(c.op_type == "Add" for dq in dqs for c in consumers[dq.output[0]]), q.name
+        # TensorRT's placement: a pair on every Conv input and on the identity input of every residual Add (not
+        # on its convolution branch, so the Add fuses into that convolution), nothing on any output
+        producers = {o: n for n in model.graph.node for o in n.output}
+        inits_ = {t.name for t in model.graph.initializer}
+
+        def paired(name: str) -> bool:
+            dq = producers.get(name)
+            return dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] not in inits_
+
+        adds = [n for n in model.graph.node if n.op_type == "Add"]
+        assert len(adds) == 3 and all([paired(i) for i in a.input] == [True, False] for a in adds)
+        assert all(paired(n.input[0]) for n in model.graph.node if n.op_type == "Conv")
+        assert calib["placement"].startswith("TensorRT Q/DQ placement rules")
+        groups = calib["fusion_groups_int8"]
+        assert len(groups) == 9 and sorted(g[-1] for g in groups.values() if g[-1].endswith("Add")) == [
+            "/Add", "/blocks/blocks.0/Add", "/blocks/blocks.1/Add"]
     else:
         assert all(z.dtype == np.uint8 for z in zps)
     inits = {t.name: t for t in model.graph.initializer}
@@ -113,6 +120,8 @@ def test_budget_excludes_sensitive_layers_until_within_budget(trained_tiny_onnx:
     assert result.report_path == tmp_path / "b.int8.report.json"
     saved = json.loads(result.report_path.read_text())
     assert saved["budget"]["excluded"] == report.excluded and saved["budget"]["within_budget"]
+    # the groups kept int8 are the candidates not excluded (ort-cpu: each node its own group)
+    assert saved["budget"]["fusion_groups"] == {n: [n] for n in report.sensitivity if n not in report.excluded}
     calib_meta = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.CALIBRATION])
     assert calib_meta["excluded_nodes"] == report.excluded
 
