@@ -78,6 +78,7 @@ def video_handler(upscaler: sr.Upscaler, options: sr.VideoOptions, progress: Pro
             progress.remove_task(task)
         for frame in result.skipped:
             say(f"[yellow]skipped frame[/] {escape(str(source))}: {escape(frame)}")
+        say(f"{escape(str(destination))}: {escape(result.summary())}")
         return result.summary()
 
     return process

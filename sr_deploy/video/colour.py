@@ -103,10 +103,14 @@ def _bits(fmt: Any) -> int:
 
 
 def _up(c: np.ndarray, axis: int, length: int, cosited: bool) -> np.ndarray:
-    """Double ``c`` along ``axis`` by linear interpolation, trimmed to ``length`` (edges replicated)."""
+    """Double ``c`` along ``axis`` by linear interpolation, trimmed to ``length`` (extrapolated linearly
+    at the edges, so a ramp stays a ramp up to the last pixel)."""
     n = c.shape[axis]
-    prev = np.take(c, np.r_[0, np.arange(n - 1)], axis=axis)
-    nxt = np.take(c, np.r_[np.arange(1, n), n - 1], axis=axis)
+    first, last = np.take(c, [0], axis=axis), np.take(c, [n - 1], axis=axis)
+    before = 2 * first - np.take(c, [min(1, n - 1)], axis=axis)
+    after = 2 * last - np.take(c, [max(n - 2, 0)], axis=axis)
+    prev = np.concatenate([before, np.take(c, np.arange(n - 1), axis=axis)], axis=axis)
+    nxt = np.concatenate([np.take(c, np.arange(1, n), axis=axis), after], axis=axis)
     if cosited:  # even samples sit on the chroma sample, odd ones half-way to the next
         even, odd = c, 0.5 * (c + nxt)
     else:  # chroma sits between two luma rows
@@ -125,7 +129,8 @@ def _down(x: np.ndarray, axis: int, cosited: bool) -> np.ndarray:
     odd = np.take(x, np.arange(1, n, 2), axis=axis)
     if not cosited:
         return np.asarray(0.5 * (even + odd), dtype=np.float32)
-    prev_odd = np.take(odd, np.r_[0, np.arange(odd.shape[axis] - 1)], axis=axis)
+    prev_odd = np.concatenate([np.take(even, [0], axis=axis), np.take(odd, np.arange(odd.shape[axis] - 1),
+                                                                      axis=axis)], axis=axis)  # x[-1] = x[0]
     return np.asarray(0.5 * even + 0.25 * (odd + prev_odd), dtype=np.float32)
 
 
@@ -146,6 +151,10 @@ def _levels(colour: Colour, bits: int) -> tuple[float, float, float, float]:
 def frame_to_rgb(frame: Any, colour: Colour) -> np.ndarray:
     """A decoded ``av.VideoFrame`` -> ``3 x H x W`` float32 RGB in [0, 1] (see the module docstring)."""
     fmt = frame.format
+    if re.fullmatch(r"gbrp(9le|10le|12le|14le|16le)?", fmt.name):  # planar G, B, R: read at their own depth
+        bits = _bits(fmt)
+        g, b, r = (_plane(p, np.uint16 if bits > 8 else np.uint8) for p in frame.planes[:3])
+        return np.stack([r, g, b]).astype(np.float32) / np.float32((1 << bits) - 1)
     if colour.matrix == RGB or is_rgb_format(fmt.name):
         deep = _bits(fmt) > 8
         rgb = frame.to_ndarray(format="rgb48le" if deep else "rgb24")

@@ -52,9 +52,13 @@ class VideoResult:
         return text + "".join(f"; {n}" for n in self.notes)
 
 
-def output_muxer(destination: Path) -> str:
-    """The FFmpeg muxer for ``destination``'s suffix (ValueError naming the known suffixes)."""
+def output_muxer(destination: Path, source_container: str) -> str:
+    """The FFmpeg muxer for ``destination``: from its suffix, or, for a name without one, the source's own
+    container format (``source_container``: the demuxer's names, e.g. ``matroska,webm``). ValueError
+    naming the known suffixes otherwise."""
     muxer = MUXERS.get(destination.suffix.lower())
+    if muxer is None and not destination.suffix:
+        muxer = next((name for name in source_container.split(",") if name in MUXERS.values()), None)
     if muxer is None:
         raise ValueError(f"no video container is known for the output {destination.name!r}: use one of "
                          f"{', '.join(MUXERS)}")
@@ -83,7 +87,7 @@ def upscale_video(
     scale = upscaler.scale
     width, height = info.width * scale, info.height * scale
     try:
-        muxer = output_muxer(dst)
+        muxer = output_muxer(dst, info.container)
         colour = resolve_colour(info.pix_fmt, info.width, info.height, info.colorspace, info.color_range,
                                 info.color_primaries, info.color_trc)
         encoding = choose_encoding(options, info.pix_fmt, info.bit_depth, width, height, muxer)

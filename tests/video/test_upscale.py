@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sr_deploy.backends.pytorch import TorchUpscaler
+from sr_deploy.data.image_io import to_uint
+from sr_deploy.runtime.images import upscale_image
+from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
+from sr_deploy.video import VideoError, VideoOptions, probe_video, upscale_video
+from sr_deploy.video.colour import frame_to_rgb, resolve_colour
+from sr_deploy.video.segments import parts_folder
 from tests.video.conftest import av, decoded_rgb, frame_times, make_clip, packet_hashes, stream_info
-
-from sr_deploy.backends.pytorch import TorchUpscaler  # noqa: E402,I001
-from sr_deploy.data.image_io import to_uint  # noqa: E402
-from sr_deploy.runtime.images import upscale_image  # noqa: E402
-from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled  # noqa: E402
-from sr_deploy.video import VideoError, VideoOptions, probe_video, upscale_video  # noqa: E402
-from sr_deploy.video.colour import frame_to_rgb, resolve_colour  # noqa: E402
-from sr_deploy.video.segments import parts_folder  # noqa: E402
 
 
 def _leftovers(folder: Path, keep: str) -> list[str]:
