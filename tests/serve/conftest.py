@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from sr_deploy.backends.base import Upscaler
-from sr_deploy.runtime.load import load
-from sr_deploy.serve import ServeConfig, UpscaleService, make_server
+pytest.importorskip("fastapi")  # the [serve] extra
+httpx = pytest.importorskip("httpx")  # the [dev] extra
 
-pytest.importorskip("fastapi")
+from sr_deploy.backends.base import Upscaler  # noqa: E402
+from sr_deploy.runtime.load import load  # noqa: E402
+from sr_deploy.serve import ServeConfig, UpscaleService, make_server  # noqa: E402
 
 #: a window of 32 input pixels: the small model's receptive radius is 12, so windows keep 8-pixel cores and
 #: the test images are cut into many windows
