@@ -46,12 +46,19 @@ app.add_typer(export.export_app, name="export")
 
 def main() -> None:
     """The ``sr-deploy`` entry point: :data:`app`, with an unexpected exception reported in one line
-    (exit 1) instead of a traceback unless ``--debug`` was given. Exits and interrupts pass through."""
+    (exit 1) instead of a traceback unless ``--debug`` was given. Ctrl-C (SIGINT) stops with ``interrupted``
+    and exit code 130 (128 + SIGINT, the shell's convention); what was written before stays whole (every
+    output is written atomically) and the file in progress is not left half-written. Exits pass through."""
     state.debug = False
     try:
         app()
     except typer.Exit:
         raise
+    except KeyboardInterrupt:
+        if state.debug:
+            raise
+        console.print("[bold red]interrupted[/] (outputs written so far are complete)", highlight=False)
+        sys.exit(130)
     except Exception as exc:
         if state.debug:
             raise

@@ -99,3 +99,40 @@ def test_main_passes_usage_errors_and_exits_through(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2
+
+
+def test_ctrl_c_stops_cleanly_with_complete_outputs(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    import numpy as np
+
+    from sr_deploy.data.image_io import read_image, write_image
+    from tests.helpers import save_tiny_model
+
+    weights = save_tiny_model(tmp_path / "tiny.safetensors")
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    for i in range(60):
+        write_image(inputs / f"{i:02d}.png", rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "sr_deploy.cli", "upscale", str(inputs), "-o", str(out),
+                              "--model", str(weights), "--backend", "torch", "--precision", "fp32"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.png")) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    written = sorted(out.glob("*.png"))
+    assert child.returncode == 130, (stdout, stderr)
+    assert "interrupted" in stdout + stderr and "Traceback" not in stdout + stderr
+    assert 0 < len(written) < 60  # stopped mid-job
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # no half-written file left behind
+    for p in written:
+        assert read_image(p).shape[:2] == (640, 640)  # every file that exists is whole
