@@ -12,12 +12,17 @@ polars ...) are carried in a folder given with ``--wheels``. It
 5. runs parity against torch fp32 with the project's one comparator (``sr_deploy.compare`` under the
    precision's tolerance: PSNR, max-abs, pass/fail) and latency for: TensorRT (numpy and zero-copy
    CUDA arrays, CUDA graphs), ONNX Runtime CUDA EP, torch CUDA fp32/fp16/channels_last/CUDA graphs;
-6. writes ``results.json`` and ``results.csv`` (polars) into ``--out`` and prints one line per path,
+6. INT8 placement: builds the engine of ModelOpt's int8 ONNX (``--modelopt-onnx``, from
+   ``benchmarks/modelopt_compare.py`` for the same ``--model``) and times it beside the project's int8 and
+   fp16; ``IEngineInspector`` (``benchmarks/trt_inspect.py``) says for each which layers ran fused and in INT8
+   (``tensorrt_layers`` in results.json, the layer records in ``layers-*.json``);
+7. writes ``results.json`` and ``results.csv`` (polars) into ``--out`` and prints one line per path,
    ``not available: <reason>`` for those that cannot run.
 
 On a machine without a GPU it still runs and reports every GPU path as not available.
 
     python benchmarks/gpu_check.py --out gpu-check [--wheels wheels/] [--model weights.safetensors]
+    python benchmarks/gpu_check.py --out gpu-check --model srresnet-x4 --modelopt-onnx runs/modelopt/modelopt.int8.onnx
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # trt_inspect
 
 import numpy as np  # noqa: E402
 
@@ -279,6 +285,54 @@ def run_checks(args: argparse.Namespace, report: dict[str, Any], results: list[P
         measure(names[1], lambda e=engine: partial(TrtUpscaler(e, cuda_graphs=True).run, x),  # type: ignore[misc]
                 None, precision)
         measure(names[2], lambda e=engine: zero_copy_runner(TrtUpscaler(e), x), None, precision)  # type: ignore[misc]
+    int8_layouts(args, report, results, exports, trt_reason, x, measure)
+
+
+def int8_layouts(args: argparse.Namespace, report: dict[str, Any], results: list[PathResult],
+                 exports: dict[str, Path | str], trt_reason: str | None, x: np.ndarray,
+                 measure: Callable[..., None]) -> None:
+    """INT8 placement on TensorRT: the engine of ModelOpt's Q/DQ ONNX (``--modelopt-onnx``, made by
+    ``benchmarks/modelopt_compare.py`` for the same ``--model``) timed beside the project's int8 and fp16, and
+    for all three ``IEngineInspector``'s account (``benchmarks/trt_inspect.py``): layers, INT8 layers, fused
+    layers, reformats, residual Adds fused into an INT8 convolution."""
+    import onnx
+
+    out = Path(args.out)
+    modelopt = Path(args.modelopt_onnx) if args.modelopt_onnx else None
+    missing = trt_reason or (None if modelopt and modelopt.is_file() else
+                             f"no ModelOpt int8 ONNX (--modelopt-onnx {modelopt or 'not given'})")
+    engine: Path | None = None
+    if missing is None and modelopt is not None:
+        try:
+            engine = build_trt(modelopt, out, x.shape)
+        except Exception as exc:
+            missing = f"engine build: {type(exc).__name__}: {exc}"
+    if engine is not None:
+        from sr_deploy.backends.trt import TrtUpscaler
+
+        measure("tensorrt-int8-modelopt", lambda: partial(TrtUpscaler(engine).run, x), None, "int8")
+    else:
+        results.append(PathResult("tensorrt-int8-modelopt", "not available", missing or "", shape="x".join(
+            map(str, x.shape))))
+    layers: dict[str, Any] = {}
+    onnx_files = {"fp16": exports.get("fp16"), "int8 (sr-deploy tensorrt layout)": exports.get("int8"),
+                  "int8 (ModelOpt)": modelopt}
+    for name, onnx_file in onnx_files.items():
+        if trt_reason is not None or not isinstance(onnx_file, Path) or not onnx_file.is_file():
+            layers[name] = f"not available: {trt_reason or f'no ONNX ({onnx_file})'}"
+            continue
+        try:
+            from trt_inspect import build_detailed, engine_layers, summarize
+
+            adds = [n.name for n in onnx.load(str(onnx_file), load_external_data=False).graph.node
+                    if n.op_type == "Add"]
+            records = engine_layers(build_detailed(onnx_file, tuple(x.shape)))  # type: ignore[arg-type]
+            layers[name] = summarize(records, adds)
+            (out / f"layers-{name.split()[0]}-{'modelopt' if 'ModelOpt' in name else 'sr-deploy'}.json").write_text(
+                json.dumps(records, indent=1))
+        except Exception as exc:  # an inspection that breaks is a finding, not a crash
+            layers[name] = f"failed: {type(exc).__name__}: {exc}"
+    report["tensorrt_layers"] = layers
 
 
 def ort_cuda(onnx_file: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -332,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-blocks", type=int, default=16, help="Random model depth")
     parser.add_argument("--num-features", type=int, default=64, help="Random model width")
     parser.add_argument("--size", type=int, default=128, help="LR input side in pixels")
+    parser.add_argument("--modelopt-onnx", help="ModelOpt int8 ONNX of --model (benchmarks/modelopt_compare.py)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args(argv)
@@ -352,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"precision's parity rule), {r.median_ms:.3f} ms median ({r.shape})")
         else:
             print(f"{r.path}: {r.status}: {r.reason}")
+    for name, summary in (report.get("tensorrt_layers") or {}).items():
+        print(f"TensorRT layers, {name}: {summary}")
     if "error" in report:
         print(f"stopped early: {report['error']}")
     return 1 if "error" in report or any(r.status == "failed" for r in results) else 0

@@ -64,7 +64,7 @@ EOF
 
 MODULES=("$@")
 if [ ${#MODULES[@]} -eq 0 ]; then
-  MODULES=(sr_deploy/export/tensorrt.py sr_deploy/backends/trt_metadata.py sr_deploy/backends/trt_profiles.py
+  MODULES=(sr_deploy/export/tensorrt.py benchmarks/trt_inspect.py sr_deploy/backends/trt_metadata.py sr_deploy/backends/trt_profiles.py
            sr_deploy/backends/trt.py sr_deploy/hardware.py sr_deploy/backends/cuda_memory.py)
   RUNTIME=(sr_deploy/backends/trt.py)
 else

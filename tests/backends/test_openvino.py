@@ -70,3 +70,40 @@ def test_openvino_refuses_what_it_cannot_run(small_onnx: Path, tmp_path: Path) -
         OvUpscaler(tmp_path / "bare.onnx")
     with pytest.raises(FileNotFoundError, match="missing.onnx does not exist"):
         OvUpscaler(tmp_path / "missing.onnx")
+
+
+#: /proc/cpuinfo flags of three CPU classes: AVX2 only (Zen 3), AVX-512 VNNI (Cascade Lake), AMX (Sapphire Rapids)
+_AVX2 = "fpu sse4_2 avx avx2 fma f16c bmi2"
+_AVX512_VNNI = _AVX2 + " avx512f avx512bw avx512vl avx512_vnni"
+_AMX = _AVX512_VNNI + " avx512_bf16 amx_bf16 amx_tile amx_int8"
+
+
+@pytest.mark.parametrize(("flags", "refused"), [
+    (_AVX2, True), (_AVX512_VNNI, False), (_AMX, False), (_AVX2 + " avx_vnni", False), ("", True)])
+def test_symmetric_int8_refused_on_cpus_without_vnni(flags: str, refused: bool) -> None:
+    from sr_deploy.backends.openvino import symmetric_int8_refusal
+
+    reason = symmetric_int8_refusal(flags.split())
+    assert (reason is not None) == refused
+    if reason:
+        assert "without VNNI" in reason and "target='ort-cpu'" in reason
+        assert ("of the avx2 class" if flags else "of the baseline class") in reason
+
+
+@pytest.mark.parametrize(("zero_point_type", "on_weights_only", "symmetric"), [
+    (onnx.TensorProto.INT8, False, True), (onnx.TensorProto.UINT8, False, False), (onnx.TensorProto.INT8, True, False)])
+def test_symmetric_int8_activations_read_from_the_graph(zero_point_type: int, on_weights_only: bool,
+                                                        symmetric: bool) -> None:
+    from onnx import helper
+
+    from sr_deploy.backends.openvino import symmetric_int8_activations
+
+    quantized = "w" if on_weights_only else "x"  # ModelOpt quantizes float weights with a Q node too
+    inits = [helper.make_tensor("w", onnx.TensorProto.FLOAT, [1], [0.5]),
+             helper.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1]),
+             helper.make_tensor("z", zero_point_type, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", [quantized, "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]), helper.make_node("Mul", ["x", "dq"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], inits)
+    assert symmetric_int8_activations(helper.make_model(graph)) == symmetric

@@ -35,6 +35,8 @@ def test_gpu_check_degrades_to_not_available_on_cpu(tmp_path: Path) -> None:
     assert all(p["status"] == "not available" and p["reason"] for p in paths.values())
     assert "TensorRT is not available" in paths["tensorrt-fp16"]["reason"]
     assert report["wheels"] == {} and report["exports"] == {}  # nothing on the GPU could use an export
+    assert paths["tensorrt-int8-modelopt"]["status"] == "not available"
+    assert all(v.startswith("not available: TensorRT is not available") for v in report["tensorrt_layers"].values())
     assert pl.read_csv(out / "results.csv").height == len(paths)
     lines = proc.stdout.splitlines()
     assert "tensorrt-fp16: not available: TensorRT is not available: " in "\n".join(lines)
