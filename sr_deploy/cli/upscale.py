@@ -43,7 +43,7 @@ from sr_deploy.cli.video import (
     video_input,
     video_options,
 )
-from sr_deploy.data.image_io import ImageReadError, image_size
+from sr_deploy.data.image_io import ImageReadError, image_size, printable
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
 from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, OUTPUT_PIXELS_FACTOR
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
@@ -119,7 +119,7 @@ def upscale(
         console.print(text, highlight=False, soft_wrap=True)  # paths stay whole and uncoloured
 
     def skipped(outcome: Outcome) -> None:
-        say(f"[yellow]skipped[/] {escape(str(outcome.source))}: {escape(outcome.message)}")
+        say(f"[yellow]skipped[/] {escape(printable(outcome.source))}: {escape(outcome.message)}")
 
     say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {escape(selection.reason)}")
     for problem in plan.problems:

@@ -218,6 +218,22 @@ def test_cli_rerun_of_a_finished_batch_exits_0(small_weights: Path, tmp_path: Pa
     assert "0 written, 2 left as they were (exist; --overwrite replaces them), 0 failed" in second.stderr
 
 
+def test_cli_non_utf8_names_are_written_and_reported_printably(small_weights: Path, tmp_path: Path) -> None:
+    src = os.fsencode(tmp_path / "in")
+    os.makedirs(src)
+    write_image(os.fsdecode(src + b"/good\xfe.png"), pic(seed=1))
+    with open(src + b"/bad\xff.png", "wb") as f:
+        f.write(b"not a picture")
+    result = runner.invoke(app, ["upscale", os.fsdecode(src), "-o", str(tmp_path / "out"), "--model",
+                                 str(small_weights), "--no-tune"])
+    assert result.exit_code == 1, result.stderr
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"good\xfe.png"]  # the same bytes as the input's name
+    assert "skipped " in result.stderr and "bad\\xff.png: cannot read image" in result.stderr
+    assert "\\udcff" not in result.stderr and "\udcff" not in result.stderr  # no surrogate, raw or escaped
+    assert "skipped " + str(tmp_path / "in" / "bad\\xff.png") in result.stderr  # the name as the message gives it
+    assert "1 written, 0 left as they were (exist; --overwrite replaces them), 1 failed" in result.stderr
+
+
 def test_output_ending_in_a_separator_is_a_folder(small_weights: Path, tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", pic(seed=1))
     plan = plan_job([str(tmp_path / "a.png")], f"{tmp_path / 'out.png'}/")
