@@ -9,6 +9,9 @@
 - :data:`NEAREST` / :func:`nearest_onnx`: a one-node sr-deploy ONNX file (nearest-neighbour Resize), for
   paths that need a valid file but no network (TensorRT build checks, ONNX Runtime providers).
 - :func:`perturb_conv`: a copy of an ONNX export with one Conv's weights changed (divergence, parity).
+- :data:`THIRD_PARTY` / :func:`third_party_model` / :func:`save_third_party`: tiny random networks built
+  from spandrel's architecture classes (ESRGAN x4 and the pixel-unshuffle x2, Real-ESRGAN Compact, SwinIR,
+  SPAN, OmniSR, RCAN), saved as ``.pth`` or ``.safetensors`` state dicts like third-party checkpoints.
 """
 
 from __future__ import annotations
@@ -118,3 +121,44 @@ def perturb_conv(src: Path, dst: Path, k: int) -> str:
     init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.5), init.name))
     onnx.save(model, str(dst))
     return conv.name
+
+
+#: Tiny configurations of spandrel's architecture classes: name -> (spandrel module, class, keyword arguments).
+THIRD_PARTY: dict[str, tuple[str, str, dict[str, object]]] = {
+    "esrgan-x4": ("ESRGAN", "ESRGAN", {"num_filters": 8, "num_blocks": 1, "scale": 4}),
+    "esrgan-x2-unshuffle": ("ESRGAN", "ESRGAN", {"in_nc": 12, "num_filters": 8, "num_blocks": 1, "scale": 4,
+                                                 "shuffle_factor": 2}),
+    "compact-x4": ("Compact", "Compact", {"num_feat": 8, "num_conv": 2, "upscale": 4}),
+    "swinir-x2": ("SwinIR", "SwinIR", {"upscale": 2, "embed_dim": 12, "depths": [1], "num_heads": [2],
+                                       "window_size": 4, "upsampler": "pixelshuffledirect", "img_size": 16,
+                                       "mlp_ratio": 2.0}),
+    "span-x4": ("SPAN", "SPAN", {"num_in_ch": 3, "num_out_ch": 3, "feature_channels": 8, "upscale": 4}),
+    "omnisr-x4": ("OmniSR", "OmniSR", {"num_feat": 8, "block_num": 1, "res_num": 1, "up_scale": 4,
+                                       "window_size": 4}),
+    "rcan-x2": ("RCAN", "RCAN", {"scale": 2, "n_resgroups": 1, "n_resblocks": 1, "n_feats": 8, "reduction": 4}),
+}
+
+
+def third_party_model(name: str, seed: int = 0) -> torch.nn.Module:
+    """The :data:`THIRD_PARTY` network ``name`` with random weights (seeded), eval mode."""
+    import importlib
+
+    from sr_deploy.models.thirdparty import import_spandrel
+
+    import_spandrel()
+    module, cls, kwargs = THIRD_PARTY[name]
+    torch.manual_seed(seed)
+    arch = getattr(importlib.import_module(f"spandrel.architectures.{module}"), cls)
+    return arch(**kwargs).eval()
+
+
+def save_third_party(name: str, path: Path, seed: int = 0) -> Path:
+    """Save :func:`third_party_model` as a plain state dict: ``.safetensors`` or a ``torch.save`` pickle."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in third_party_model(name, seed).state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path

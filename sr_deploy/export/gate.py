@@ -19,7 +19,7 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.onnx_metadata import static_size
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.compare import Comparison, Tolerance, compare
-from sr_deploy.data.crops import parity_inputs
+from sr_deploy.data.crops import PARITY_SIZES, parity_inputs
 from sr_deploy.errors import ExportError, ParityError
 from sr_deploy.models.descriptor import ModelDescriptor
 
@@ -27,6 +27,14 @@ from sr_deploy.models.descriptor import ModelDescriptor
 def source_name(model: str | os.PathLike[str] | onnx.ModelProto) -> str:
     """What a derived file records as its source: the path, or the in-memory model's graph name."""
     return f"in-memory ONNX {model.graph.name!r}" if isinstance(model, onnx.ModelProto) else str(model)
+
+
+def parity_sizes(desc: ModelDescriptor) -> list[tuple[int, int, int]]:
+    """The gate's ``(N, H, W)`` batches, each side padded up to the model's size rules (multiple, minimum);
+    for a fixed-shape export (``desc.fixed_size``) two single-image batches of that size."""
+    if desc.fixed_size is not None:
+        return [(1, *desc.fixed_size)] * len(PARITY_SIZES)
+    return [(n, *desc.fit_size(h, w)) for n, h, w in PARITY_SIZES]
 
 
 def check_model(model: onnx.ModelProto, what: str) -> None:
@@ -65,8 +73,8 @@ def gate_and_write(
     check_model(derived, str(output))
     data = derived.SerializeToString()
     with OrtUpscaler(data, descriptor=desc) as candidate:
-        report = run_compare(reference, candidate, parity_inputs(desc.scale, static or static_size(derived)),
-                             tolerance, label)
+        inputs = parity_inputs(desc.scale, static or static_size(derived), sizes=parity_sizes(desc))
+        report = run_compare(reference, candidate, inputs, tolerance, label)
     require(report, output)
     atomic_write_bytes(output, data)
     return report

@@ -10,10 +10,18 @@ initialised PReLU slopes) are replaced by their own initializers so every layer 
 
 Input ``lr``: ``batch x 3 x height x width`` float32 RGB in [0, 1]; output ``sr``:
 ``batch x 3 x out_height x out_width`` float32 (not clamped).
+
+Any loaded model, third-party checkpoints included: operators TensorRT handles badly are exported
+as equivalent supported ones (:mod:`sr_deploy.export.rewrites`), and the gate runs at sizes that meet
+the model's size rules. A graph that only runs at its trace size (window attention that bakes the
+trace shape into Reshapes: SwinIR, OmniSR) fails the gate at the second size; the export then falls
+back to a fixed input size (:func:`fixed_export_size`), recorded in the descriptor (``fixed_size``),
+which the runtime pads and tiles to; :attr:`ExportResult.fallback` says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -29,8 +37,9 @@ from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.compare import Comparison, Tolerance
-from sr_deploy.errors import ExportError
+from sr_deploy.errors import ExportError, ParityError
 from sr_deploy.export.gate import gate_and_write
+from sr_deploy.export.rewrites import export_rewrites
 from sr_deploy.models.descriptor import ModelDescriptor
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import resolve_weights
@@ -51,6 +60,7 @@ class ExportResult:
     path: Path
     descriptor: ModelDescriptor
     parity: Comparison
+    fallback: str = ""  # why the export has a fixed input size ("" when height and width are dynamic)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -82,30 +92,34 @@ def torch_to_onnx(
 ) -> onnx.ModelProto:
     """Trace ``net`` (eval mode, fp32, CPU) to an ONNX graph with input ``lr`` and output ``sr``.
 
-    Batch is always dynamic; height and width too unless ``static=(H, W)`` fixes them.
+    Batch is dynamic (fixed at 1 for a descriptor with ``fixed_size``); height and width too unless
+    ``static=(H, W)`` fixes them.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: sr-deploy needs opset >= {MIN_OPSET}")
-    h, w = static or (32, 32)
+    h, w = static or desc.fit_size(32, 32)
     example = torch.rand(1, desc.in_channels, h, w)
     lr_axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
     sr_axes = {0: "batch"} if static else {0: "batch", 2: "out_height", 3: "out_width"}
+    if desc.fixed_size is not None:  # the fixed-shape fallback fixes the batch too (graphs bake it with the size)
+        lr_axes, sr_axes = {}, {}
     net = net.eval().float().cpu()
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="sr-deploy-export.") as tmp:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         try:
-            torch.onnx.export(
-                net,
-                (example,),
-                str(Path(tmp) / "traced.onnx"),
-                dynamo=False,
-                opset_version=opset,
-                do_constant_folding=True,
-                input_names=[meta.INPUT_NAME],
-                output_names=[meta.OUTPUT_NAME],
-                dynamic_axes={meta.INPUT_NAME: lr_axes, meta.OUTPUT_NAME: sr_axes},
-            )
+            with export_rewrites(opset):
+                torch.onnx.export(
+                    net,
+                    (example,),
+                    str(Path(tmp) / "traced.onnx"),
+                    dynamo=False,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    input_names=[meta.INPUT_NAME],
+                    output_names=[meta.OUTPUT_NAME],
+                    dynamic_axes={meta.INPUT_NAME: lr_axes, meta.OUTPUT_NAME: sr_axes},
+                )
         except Exception as exc:
             raise ExportError(
                 f"torch.onnx.export failed at opset {opset}: {type(exc).__name__}: {exc}"
@@ -143,9 +157,35 @@ def export_onnx(
             raise ExportError(f"{weights} is already ONNX; export_onnx takes .safetensors/.pt weights or a model name")
         net, desc = load_weights(weights)
         source, source_sha = str(model), sha256_file(weights)
-    graph = torch_to_onnx(net, desc, opset, static)
-    meta.write_props(graph, meta.provenance(desc, "fp32", source, source_sha))
-    with TorchUpscaler(net, desc) as reference:
-        report = gate_and_write(reference, graph, output, desc, FP32_TOLERANCE, "ONNX Runtime fp32 vs PyTorch fp32",
-                                static)
-    return ExportResult(Path(output), desc, report)
+    def gated(d: ModelDescriptor, size: tuple[int, int] | None) -> Comparison:
+        graph = torch_to_onnx(net, d, opset, size)
+        meta.write_props(graph, meta.provenance(d, "fp32", source, source_sha))
+        with TorchUpscaler(net, d) as reference:
+            return gate_and_write(reference, graph, output, d, FP32_TOLERANCE, "ONNX Runtime fp32 vs PyTorch fp32",
+                                  size)
+
+    if static is not None or desc.loader != "spandrel":  # sr-deploy's own networks export dynamic or fail
+        return ExportResult(Path(output), desc, gated(desc, static))
+    try:
+        return ExportResult(Path(output), desc, gated(desc, None))
+    except Exception as exc:  # e.g. ONNX Runtime refusing a Reshape baked at the trace size
+        size = fixed_export_size(desc)
+        failed = f"dynamic height/width failed the gate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        fixed = dataclasses.replace(desc, fixed_size=size)
+        try:
+            report = gated(fixed, size)
+        except Exception as second:
+            message = (f"{output}: {failed}, and the fixed {size[0]}x{size[1]} fallback failed too "
+                       f"({type(second).__name__}: {second})")
+            if isinstance(second, ParityError):
+                raise ParityError(message, second.report) from None
+            raise ExportError(message) from None
+        note = f"{failed}; exported at a fixed {size[0]}x{size[1]} input (batch 1), tiled to by the runtime"
+        return ExportResult(Path(output), fixed, report, note)
+
+
+def fixed_export_size(desc: ModelDescriptor) -> tuple[int, int]:
+    """The input size of a fixed-shape fallback export: 64 x 64, or larger where the halo needs it (a
+    window keeps a core of at least 32 pixels inside twice the halo), fitted to the size rules."""
+    side = max(64, 2 * desc.receptive_radius + 32)
+    return desc.fit_size(side, side)

@@ -2,13 +2,16 @@
 
 Released weights: ``NAME.safetensors`` plus ``NAME.json`` (the descriptor and metadata) beside it.
 Training checkpoints (``.pt``) are read with ``torch.load(weights_only=True)`` only; nothing is
-ever unpickled. Shipped models are addressed by name (``srresnet-x4``) through :mod:`.zoo`.
+ever unpickled. Shipped models are addressed by name (``srresnet-x4``) through :mod:`.zoo`. A
+file without sr-deploy's descriptor (a third-party ``.pth/.pt/.ckpt/.safetensors`` checkpoint) is
+loaded through spandrel by :func:`load_weights` (:mod:`.thirdparty`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,17 @@ import torch
 from safetensors.torch import load_file, save
 
 from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, library_versions, sha256_file
+from sr_deploy.errors import ModelFileError
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
+from sr_deploy.models.thirdparty import load_checkpoint
 
 
-class WeightsError(ValueError):
+class WeightsError(ModelFileError):
     """A weights file is missing, unreadable or does not match its descriptor."""
+
+
+class ForeignWeights(WeightsError):
+    """A readable weights file that sr-deploy did not write (no descriptor): a third-party checkpoint."""
 
 
 def save_weights(
@@ -48,7 +57,7 @@ def _descriptor_for(p: Path, embedded: str | None) -> ModelDescriptor:
             raise WeightsError(f"{sidecar}: not a valid sr-deploy weights config ({exc})") from None
     if embedded:
         return ModelDescriptor.from_json(embedded)
-    raise WeightsError(f"{p}: no descriptor (expected {sidecar.name} beside it)")
+    raise ForeignWeights(f"{p}: no descriptor (expected {sidecar.name} beside it)")
 
 
 def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelDescriptor]:
@@ -70,10 +79,14 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], M
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except WeightsError:
         raise
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights {p}: refused, the pickle holds objects other than tensors "
+                           f"(torch.load(weights_only=True); nothing of it was executed): {first[:300]}") from None
     except Exception as exc:
         raise WeightsError(f"cannot read weights {p}: {type(exc).__name__}: {exc}") from None
     if not isinstance(ckpt, dict) or "descriptor" not in ckpt or "model" not in ckpt:
-        raise WeightsError(f"{p} is not an sr-deploy checkpoint (needs 'model' and 'descriptor' entries)")
+        raise ForeignWeights(f"{p} is not an sr-deploy checkpoint (needs 'model' and 'descriptor' entries)")
     ema = ckpt.get("ema")
     state = ema if isinstance(ema, dict) and ema else ckpt["model"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -89,8 +102,17 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], M
 def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[
     torch.nn.Module, ModelDescriptor
 ]:
-    """Build the network described beside ``path``, load its weights, return it in eval mode."""
-    state, desc = read_state(path)
+    """Build the network described beside ``path``, load its weights, return it in eval mode.
+
+    A file sr-deploy did not write (no descriptor beside or inside it) is a third-party checkpoint:
+    spandrel identifies and builds it (:func:`~sr_deploy.models.thirdparty.load_checkpoint`; its
+    :class:`~sr_deploy.models.thirdparty.CheckpointError` names the file and what was found).
+    """
+    try:
+        state, desc = read_state(path)
+    except ForeignWeights:
+        model, desc = load_checkpoint(path)
+        return model.to(device), desc
     try:
         model = build_model(desc)
     except (ValueError, TypeError, RuntimeError) as exc:

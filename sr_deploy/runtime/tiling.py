@@ -28,6 +28,16 @@ no more pixels than the whole image, whatever the tile size, so smaller tiles ne
 (measured in tests/runtime/test_memory.py). Checked against the peak RSS growth of the torch CPU fp32
 backend running the paper model on one 192 x 192 window: 342 MB measured, 331 MB estimated.
 
+Size rules and third-party models. A model whose descriptor asks for sides that are a multiple of
+``m``, a minimum side, square inputs or one fixed input size (``fixed_size``: an export that only runs
+at its trace size) gets the image padded at the bottom and right (edge pixels repeated) up to
+:meth:`ModelDescriptor.fit_size`, windows whose sides are multiples of ``m`` starting at multiples of
+``m`` (a pixel-unshuffle or window grid then falls on the same pixels as in a whole-image run) and of
+the fixed size where there is one, and the output cropped back. The halo of a third-party model is
+measured (:mod:`sr_deploy.models.receptive`); where the descriptor says it is not exact (global
+pooling, shifted-window attention), tiled output differs from whole-image output by about the
+descriptor's ``tiling_max_error``.
+
 Thread safety: nothing here is shared between calls (each call allocates its own output), so one
 upscaler can serve several threads as far as the backend allows (all sr-deploy backends do).
 """
@@ -59,7 +69,8 @@ class Span:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """Windows of ``tile_h x tile_w`` input pixels (rows ``ys`` x columns ``xs``), run ``batch`` at a time."""
+    """Windows of ``tile_h x tile_w`` input pixels (rows ``ys`` x columns ``xs``), run ``batch`` at a time,
+    over the image padded by ``pad_h`` rows and ``pad_w`` columns (the model's size rules)."""
 
     tile_h: int
     tile_w: int
@@ -67,27 +78,32 @@ class TilePlan:
     halo: int
     ys: tuple[Span, ...]
     xs: tuple[Span, ...]
+    pad_h: int = 0
+    pad_w: int = 0
 
     @property
     def count(self) -> int:
         return len(self.ys) * len(self.xs)
 
 
-def axis_spans(length: int, tile: int, halo: int) -> tuple[Span, ...]:
+def axis_spans(length: int, tile: int, halo: int, align: int = 1) -> tuple[Span, ...]:
     """Windows of size ``min(tile, length)`` covering ``[0, length)`` whose kept cores partition it.
 
-    A core stays ``halo`` pixels inside its window except at the image edges. Needs
-    ``tile > 2 * halo`` when the axis does not fit in one window.
+    A core stays ``halo`` pixels inside its window except at the image edges. Windows start at
+    multiples of ``align`` (``length`` and ``tile`` must then be multiples of it). Needs
+    ``tile > 2 * halo + align - 1`` when the axis does not fit in one window.
     """
-    if length < 1 or tile < 1 or halo < 0:
-        raise ValueError(f"invalid tiling: length {length}, tile {tile}, halo {halo}")
+    if length < 1 or tile < 1 or halo < 0 or align < 1:
+        raise ValueError(f"invalid tiling: length {length}, tile {tile}, halo {halo}, align {align}")
     if length <= tile:
         return (Span(0, length, 0, length),)
-    if tile <= 2 * halo:
+    if tile <= 2 * halo + align - 1:
         raise ValueError(f"tile {tile} must exceed twice the receptive-field halo ({halo}) to keep a core")
+    if length % align or tile % align:
+        raise ValueError(f"length {length} and tile {tile} must be multiples of the alignment {align}")
     spans, keep = [], 0
     while keep < length:
-        start = min(max(keep - halo, 0), length - tile)
+        start = min(max(keep - halo, 0) // align * align, length - tile)
         stop = start + tile
         keep_stop = length if stop == length else stop - halo
         spans.append(Span(start, stop, keep, keep_stop))
@@ -108,26 +124,28 @@ def default_memory_budget() -> int:
     return int(min(max(available // 4, MIN_MEMORY_BUDGET), MAX_MEMORY_BUDGET))
 
 
-def auto_window(height: int, width: int, halo: int, max_pixels: int, max_height: int, max_width: int
-                ) -> tuple[int, int] | None:
+def auto_window(height: int, width: int, halo: int, max_pixels: int, max_height: int, max_width: int,
+                align: int = 1) -> tuple[int, int] | None:
     """The window ``(tile_h, tile_w)`` of at most ``max_pixels`` input pixels (and the backend's maxima)
     that computes the fewest pixels in all for a ``height x width`` image (windows overlap by the
-    ``halo`` on each side), fewer windows on ties; None when no window keeps a core."""
+    ``halo`` on each side; sides multiples of ``align``), fewer windows on ties; None when no window
+    keeps a core."""
     def sides(length: int, cap: int) -> set[int]:
-        cands = {min(length, cap)}
+        def fit(side: int) -> int:
+            return min(length, max(align, min(cap, side) // align * align))
+
+        cands = {fit(length)}
         for n in range(2, length // max(1, 2 * halo) + 2):
-            side = min(cap, length, math.ceil(length / n) + 2 * halo)
-            if side > 2 * halo:
-                cands.add(side)
-        return {s for s in cands if s == length or s > 2 * halo}
+            cands.add(fit(math.ceil(length / n) + 2 * halo + align - 1))
+        return {s for s in cands if s == length or s > 2 * halo + align - 1}
 
     best: tuple[int, int, int, int] | None = None
     for th in sides(height, max_height):
-        ny = len(axis_spans(height, th, halo))
+        ny = len(axis_spans(height, th, halo, align))
         for tw in sides(width, max_width):
             if th * tw > max_pixels:
                 continue
-            windows = ny * len(axis_spans(width, tw, halo))
+            windows = ny * len(axis_spans(width, tw, halo, align))
             key = (windows * th * tw, windows, th, tw)
             if best is None or key < best:
                 best = key
@@ -154,6 +172,7 @@ def plan_tiles(
     """
     memory_budget = default_memory_budget() if memory_budget is None else memory_budget
     desc = getattr(upscaler, "descriptor", None)
+    original, align, fixed = (height, width), 1, None
     if not isinstance(desc, ModelDescriptor):
         if halo is None:
             raise ValueError(f"{upscaler.name} carries no model descriptor: pass halo= explicitly")
@@ -161,10 +180,15 @@ def plan_tiles(
     else:
         halo = desc.receptive_radius if halo is None else halo
         per_pixel = bytes_per_pixel(desc, upscaler.precision)
+        height, width = desc.fit_size(height, width)
+        align, fixed = desc.size_multiple, desc.fixed_size
     limits = upscaler.limits
-    if tile is None:
+    if fixed is not None:
+        tile_h, tile_w = fixed
+    elif tile is None:
         max_pixels = memory_budget // per_pixel if per_pixel else height * width
-        window = auto_window(height, width, halo, max_pixels, limits.max_height or height, limits.max_width or width)
+        window = auto_window(height, width, halo, max_pixels, limits.max_height or height, limits.max_width or width,
+                             align)
         if window is None:
             side = math.isqrt(max_pixels)
             raise ValueError(
@@ -175,14 +199,19 @@ def plan_tiles(
     elif tile == 0:
         tile_h, tile_w = height, width
     elif tile > 0:
-        tile_h = tile_w = tile + 2 * halo
+        tile_h = tile_w = tile + 2 * halo + (-(tile + 2 * halo)) % align
     else:
         raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
     tile_h = min(tile_h, height, limits.max_height or height)
     tile_w = min(tile_w, width, limits.max_width or width)
-    ys, xs = axis_spans(height, tile_h, halo), axis_spans(width, tile_w, halo)
+    if isinstance(desc, ModelDescriptor) and fixed is None:  # windows meet the size rules too
+        tile_h, tile_w = (max(desc.min_size, t // align * align) if t < side else t
+                          for t, side in ((tile_h, height), (tile_w, width)))
+        if desc.square:
+            tile_h = tile_w = min(tile_h, tile_w)
+    ys, xs = axis_spans(height, tile_h, halo, align), axis_spans(width, tile_w, halo, align)
     count = len(ys) * len(xs)
-    batch = min(count, limits.max_batch or count)
+    batch = 1 if fixed is not None else min(count, limits.max_batch or count)  # fixed exports fix the batch
     if per_pixel:
         batch = min(batch, max(1, memory_budget // (per_pixel * tile_h * tile_w)))
     # a batch never holds more pixels than the whole image: smaller tiles never mean more memory
@@ -194,19 +223,24 @@ def plan_tiles(
             f"{upscaler.name} does not accept {tile_h} x {tile_w} windows (limits {limits}) for a "
             f"{height} x {width} input"
         )
-    return TilePlan(tile_h, tile_w, batch, halo, ys, xs)
+    return TilePlan(tile_h, tile_w, batch, halo, ys, xs, height - original[0], width - original[1])
 
 
 def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None = None) -> np.ndarray:
     """``3 x H x W`` float32 in [0, 1] -> ``3 x sH x sW`` float32 (not clamped), tile by tile.
 
     ``plan``: from :func:`plan_tiles` for this size and upscaler (default: the automatic plan).
-    Equal to ``upscaler.run(image[None])[0]`` up to float rounding.
+    Equal to ``upscaler.run(image[None])[0]`` up to float rounding (for a model with size rules: to
+    the run on the image padded as the plan says, cropped; for a model whose descriptor says its halo
+    is not exact, within about its ``tiling_max_error``).
     """
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a 3 x H x W image, got shape {image.shape}")
+    _, original_h, original_w = image.shape
+    plan = plan or plan_tiles(upscaler, original_h, original_w)
+    if plan.pad_h or plan.pad_w:
+        image = np.pad(image, ((0, 0), (0, plan.pad_h), (0, plan.pad_w)), mode="edge")
     _, height, width = image.shape
-    plan = plan or plan_tiles(upscaler, height, width)
     if plan.ys[-1].keep_stop != height or plan.xs[-1].keep_stop != width:
         raise ValueError(f"the tile plan covers {plan.ys[-1].keep_stop} x {plan.xs[-1].keep_stop}, "
                          f"not this {height} x {width} image")
@@ -219,7 +253,7 @@ def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None =
         result = upscaler.run(np.stack([window_input(image, y, x) for y, x in group]))
         for (y, x), tile_out in zip(group, result, strict=True):
             place_window(out, y, x, tile_out, s)
-    return out
+    return out[:, : original_h * s, : original_w * s] if plan.pad_h or plan.pad_w else out
 
 
 def plan_windows(plan: TilePlan) -> list[tuple[Span, Span]]:
