@@ -70,8 +70,9 @@ class Profile:
         """Raise :class:`ProfileError` unless the profile is usable for ``desc``.
 
         Rules: ``min <= opt <= max`` per dimension; channels equal ``desc.in_channels``; every
-        height and width a multiple of ``desc.size_multiple`` and at least ``desc.min_size``; the
-        largest output (``N x out_channels x sH x sW``) below 2**31 elements.
+        height and width a multiple of ``desc.size_multiple`` and at least ``desc.min_size``; for a
+        fixed-shape export (``desc.fixed_size``) every shape exactly ``1 x C x H x W`` of it; for a square
+        model square shapes; the largest output (``N x out_channels x sH x sW``) below 2**31 elements.
         """
         named = {"min": self.min, "opt": self.opt, "max": self.max}
         for a, b in (("min", "opt"), ("opt", "max")):
@@ -90,6 +91,12 @@ class Profile:
                 )
             if min(h, w) < desc.min_size:
                 raise ProfileError(f"{where} {self}: {label} {h}x{w} is below the model's minimum side {desc.min_size}")
+            if desc.square and h != w:
+                raise ProfileError(f"{where} {self}: {label} {h}x{w} is not square (the model takes square inputs)")
+            if desc.fixed_size is not None and (n, h, w) != (1, *desc.fixed_size):
+                fh, fw = desc.fixed_size
+                raise ProfileError(f"{where} {self}: {label} {n}x{c}x{h}x{w} differs from the export's fixed input "
+                                   f"1x{c}x{fh}x{fw} (the runtime tiles images into windows of that size)")
         n, _, h, w = self.max
         out_h, out_w = desc.output_shape(h, w)
         elements = n * desc.out_channels * out_h * out_w
@@ -101,12 +108,19 @@ class Profile:
 
 
 def default_profile(desc: ModelDescriptor) -> Profile:
-    """``1x3x32x32 : 1x3x256x256 : 4x3x720x1280`` rounded to the model's size rules (and 2**31)."""
+    """``1x3x32x32 : 1x3x256x256 : 4x3x720x1280`` rounded to the model's size rules (and 2**31); square
+    models get square shapes (``720x720`` at most: the runtime tiles to square windows), fixed-shape exports
+    their one shape."""
     def fit(side: int) -> int:
         m = desc.size_multiple
         return max(desc.min_size + (-desc.min_size) % m, side - side % m)
 
     c = desc.in_channels
+    if desc.fixed_size is not None:
+        fixed = (1, c, *desc.fixed_size)
+        return Profile(fixed, fixed, fixed)
+    if desc.square:
+        return Profile((1, c, fit(32), fit(32)), (1, c, fit(256), fit(256)), (1, c, fit(720), fit(720)))
     batch = 4
     while batch > 1 and batch * desc.out_channels * fit(720) * fit(1280) * desc.scale**2 > MAX_ELEMENTS:
         batch -= 1

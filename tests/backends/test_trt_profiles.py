@@ -109,3 +109,22 @@ def test_select_profile_names_the_allowed_ranges() -> None:
     message = str(info.value)
     assert "1x3x512x512" in message
     assert "profile 0: 1x3x32x32 to 1x3x64x64" in message and "profile 1: 1x3x65x65 to 4x3x256x256" in message
+
+
+def test_profiles_follow_a_third_party_models_size_rules() -> None:
+    from sr_deploy.backends.trt_profiles import ProfileError, default_profile, plan_profiles
+    from sr_deploy.models.descriptor import ModelDescriptor
+
+    rules = {"architecture": "ESRGAN", "loader": "spandrel", "halo": 6, "scale": 2}
+    multiple = ModelDescriptor(**rules, size_multiple=4, min_size=4)  # type: ignore[arg-type]
+    profile = default_profile(multiple)
+    assert all(side % 4 == 0 for shape in (profile.min, profile.opt, profile.max) for side in shape[2:])
+    profile.validate(multiple)
+    square = ModelDescriptor(**rules, square=True)  # type: ignore[arg-type]
+    assert all(shape[2] == shape[3] for shape in (default_profile(square).min, default_profile(square).max))
+    with pytest.raises(ProfileError, match="not square"):
+        plan_profiles(square, max_shape=(1, 3, 256, 512))
+    fixed = ModelDescriptor(**rules, fixed_size=(64, 64))  # type: ignore[arg-type]
+    assert default_profile(fixed).min == default_profile(fixed).max == (1, 3, 64, 64)
+    with pytest.raises(ProfileError, match="fixed input"):
+        plan_profiles(fixed, max_shape=(2, 3, 64, 64))
