@@ -8,7 +8,10 @@ Keys (read by the ONNX Runtime and TensorRT backends; keep the names stable):
 - ``sr_deploy.source``: what the model was exported from (weights path or parent ONNX)
 - ``sr_deploy.source_sha256``: sha256 of the weights file the graph was exported from
 - ``sr_deploy.calibration``: (int8 only) JSON: method, images, crops, layout, bins, excluded nodes...
-- ``sr_deploy.fp32_nodes``: (fp16 only) JSON list of nodes kept in fp32 to avoid overflow
+- ``sr_deploy.fp32_nodes``: (fp16 only) JSON: the nodes kept in fp32 (``nodes``: name -> reason, tensor,
+  ``max_abs``, ``input`` shape or ``drop_db``; see :class:`sr_deploy.export.fp16_search.Fp32Node`), the
+  overflow ``margin`` and ``limit``, the ``calibration`` inputs and, with a budget, ``max_psnr_drop_db``,
+  ``emulated_drop_db`` and ``ort_cpu_drop_db``
 - ``sr_deploy.libraries``: JSON of the library versions that produced the file
 """
 

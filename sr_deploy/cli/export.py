@@ -20,7 +20,7 @@ from sr_deploy.cli.common import (
     fail,
     output_option,
 )
-from sr_deploy.export.fp16 import DEFAULT_MARGIN
+from sr_deploy.export.fp16_search import DEFAULT_LARGE, DEFAULT_MARGIN
 from sr_deploy.export.onnx import DEFAULT_OPSET
 from sr_deploy.export.qdq import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE, LAYOUTS, METHODS
 from sr_deploy.export.sensitivity import MEASURE_ON
@@ -55,19 +55,34 @@ def export_onnx_command(
 def export_fp16_command(
     onnx_model: Fp32OnnxArg,
     output: Annotated[Path, output_option("fp16 ONNX file to write")],
-    calib: Annotated[Path | None, typer.Option(help="Images for the overflow check; default: embedded")] = None,
+    calib: Annotated[Path | None, typer.Option(help="Images for the overflow search; default: embedded")] = None,
+    calib_images: CalibImagesOpt = None,
     margin: Annotated[float, typer.Option(help="Keep nodes in fp32 above 65504 / margin")] = DEFAULT_MARGIN,
+    large_size: Annotated[int, typer.Option(
+        help="Side (LR pixels) of the large input the magnitudes are also measured on; 0: none")] = DEFAULT_LARGE,
+    max_psnr_drop: Annotated[float | None, typer.Option(
+        help="fp16 accuracy budget (dB of Y-PSNR vs fp32): also keep the fewest nodes fp32 that hold it")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,
 ) -> None:
-    """fp16 weights and compute, float32 I/O; overflow-prone nodes stay fp32; verified vs fp32 on ORT.
+    """fp16 weights and compute, float32 I/O; nodes that overflow, turn inf/NaN or (with a budget) cost
+    accuracy in fp16 stay fp32, each with its reason; verified vs fp32 on ORT.
 
-    Example: sr-deploy export fp16 srresnet-x4.onnx -o srresnet-x4.fp16.onnx
+    Example: sr-deploy export fp16 srresnet-x4.onnx --max-psnr-drop 0.01 -o srresnet-x4.fp16.onnx
     """
     try:
-        result = sr.export_fp16(onnx_model, output, calib=calib, margin=margin)
+        result = sr.export_fp16(onnx_model, output, calib=calib, num_images=calib_images, margin=margin,
+                                large=large_size or None, max_psnr_drop=max_psnr_drop, val=val,
+                                on_step=console.print)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    kept = ", ".join(f"{n} (|x| {v:.3g})" for n, v in result.fp32_nodes.items()) or "none"
-    console.print(f"kept in fp32: {kept}", highlight=False)
+    console.print(f"kept in fp32: {len(result.fp32_nodes)} node(s)", highlight=False)
+    for name, why in result.fp32_nodes.items():
+        console.print(f"  {name}: {why.describe()}", highlight=False)
+    if result.budget:
+        b = result.budget
+        console.print(f"Y-PSNR drop {b.final_drop:.4f} dB emulated fp16, {result.ort_drop_db:.4f} dB on ONNX Runtime "
+                      f"CPU (budget {b.budget_db:g}; with only the overflow nodes fp32 {b.fp16_drop:.4f})",
+                      highlight=False)
     console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
 
 

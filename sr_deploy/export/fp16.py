@@ -1,71 +1,50 @@
-"""fp32 ONNX -> fp16 ONNX with fp32 I/O, keeping overflow-prone nodes in fp32 (``sr-deploy export fp16``).
+"""fp32 ONNX -> fp16 ONNX with fp32 I/O, keeping in fp32 only the nodes that need it (``sr-deploy export fp16``).
 
-Overflow check: the fp32 model runs on the calibration crops with every tensor exposed as an
-output; any tensor (activation or weight) whose largest magnitude exceeds ``65504 / margin`` would
-overflow (or come too close to) fp16, so the node producing it and every node reading it stay in
-fp32 (``node_block_list`` of ``onnxruntime.transformers.float16.convert_float_to_float16``; Cast
-nodes are inserted at the boundaries). The converted model must then match the fp32 model on ORT
-CPU (PSNR and max-abs gate on real images at two sizes) before it is written.
+Which nodes stay fp32 is measured (:mod:`.fp16_search`): nodes whose tensors overflow fp16 (beyond
+``65504 / margin``) or become inf/NaN in emulated fp16 execution, on the calibration crops and a large
+input; with ``max_psnr_drop``, also the fewest nodes that hold the Y-PSNR drop within that budget.
+Conversion by ``onnxruntime.transformers.float16.convert_float_to_float16`` with those nodes in its
+``node_block_list`` (Cast nodes at the boundaries). Why each node was kept is recorded in the
+``sr_deploy.fp32_nodes`` metadata. Without a budget the converted model must match the fp32 model on
+ORT CPU (PSNR and max-abs gate on real images at two sizes) before it is written; with one, its
+outputs must be finite and its Y-PSNR drop on ORT CPU within the budget too.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
+from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.backends import onnx_metadata as meta
-from sr_deploy.backends import onnxrt
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.compare import Comparison, Tolerance
-from sr_deploy.export.calibration import CalibrationSet, calibration_set
+from sr_deploy.errors import ParityError
+from sr_deploy.export.calibration import calibration_set
+from sr_deploy.export.fp16_search import (
+    ACCURACY,
+    DEFAULT_LARGE,
+    DEFAULT_MARGIN,
+    FP16_MAX,
+    Fp16Budget,
+    Fp32Node,
+    accuracy_search,
+    large_inputs,
+    name_nodes,
+    overflow_search,
+    shape_text,
+)
 from sr_deploy.export.gate import gate_and_write, source_name
+from sr_deploy.export.sensitivity import outputs_of, validation_pairs
+from sr_deploy.scoring import mean_y_psnr
 
-FP16_MAX = 65504.0
-DEFAULT_MARGIN = 4.0
 #: The fp16 gate against fp32: 50 dB and no element off by more than 2 of 255 levels.
 FP16_TOLERANCE = Tolerance(min_psnr_db=50.0, atol=2.0 / 255.0)
-
-
-def tensor_abs_max(model: onnx.ModelProto, calib: CalibrationSet) -> dict[str, float]:
-    """Largest ``|value|`` of every float tensor of ``model``: node outputs over the calibration
-    crops (run on ORT CPU with all of them exposed as graph outputs) and initializers."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    names = [out for node in probe.graph.node for out in node.output if out and out not in existing]
-    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    session = onnxrt.session(probe.SerializeToString())
-    outputs = [o.name for o in session.get_outputs()]
-    peak = dict.fromkeys(outputs, 0.0)
-    for feed in calib.feeds(session.get_inputs()[0].name):
-        for name, value in zip(outputs, session.run(outputs, feed), strict=True):
-            if np.issubdtype(value.dtype, np.floating) and value.size:
-                finite = np.abs(np.nan_to_num(value, nan=np.inf))
-                peak[name] = max(peak[name], float(finite.max()))
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        if np.issubdtype(arr.dtype, np.floating) and arr.size:
-            peak[init.name] = float(np.abs(arr).max())
-    return peak
-
-
-def overflow_nodes(
-    model: onnx.ModelProto, peak: dict[str, float], margin: float = DEFAULT_MARGIN
-) -> dict[str, float]:
-    """Nodes that read or write a tensor with ``|x| > 65504 / margin`` -> the largest such ``|x|``."""
-    limit = FP16_MAX / margin
-    hot = {name for name, value in peak.items() if value > limit}
-    found: dict[str, float] = {}
-    for node in model.graph.node:
-        touched = [peak[t] for t in (*node.input, *node.output) if t in hot]
-        if touched:
-            found[node.name] = max(touched)
-    return found
 
 
 def drop_cast_round_trips(model: onnx.ModelProto) -> None:
@@ -119,13 +98,16 @@ def topological_sort(model: onnx.ModelProto) -> None:
 
 @dataclass(frozen=True)
 class Fp16Result:
-    """What ``export_fp16`` wrote: ``path``, the nodes kept in fp32 (name -> peak ``|x|``), the
-    calibration data used for the overflow check and the parity gate it passed."""
+    """What ``export_fp16`` wrote: ``path``, the nodes kept in fp32 (name -> :class:`Fp32Node`, why),
+    the ``calibration`` data used, the parity gate it passed, the accuracy search (``budget``, None
+    without ``max_psnr_drop``) and, with a budget, the written file's Y-PSNR drop on ORT CPU."""
 
     path: Path
-    fp32_nodes: dict[str, float]
+    fp32_nodes: dict[str, Fp32Node]
     calibration: dict[str, object]
     parity: Comparison
+    budget: Fp16Budget | None = None
+    ort_drop_db: float | None = None
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -138,37 +120,65 @@ def export_fp16(
     calib: str | os.PathLike[str] | None = None,
     margin: float = DEFAULT_MARGIN,
     num_images: int | None = None,
+    large: int | None = DEFAULT_LARGE,
+    max_psnr_drop: float | None = None,
+    val: str | os.PathLike[str] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> Fp16Result:
     """Convert an sr-deploy fp32 ONNX model (a path or an ``onnx.ModelProto``) to fp16 weights and
     compute with float32 I/O; returns an :class:`Fp16Result` (usable as the path).
 
-    ``calib``: folder of images for the overflow check (default: embedded training photos);
-    ``num_images``: use at most this many of them. ``margin``: nodes whose tensors exceed
-    ``65504 / margin`` stay fp32.
-    Raises :class:`~sr_deploy.errors.ExportError` for a bad input file and
-    :class:`~sr_deploy.errors.ParityError` when the fp16 model disagrees with fp32 (PSNR <
-    50 dB or max-abs > 2/255 on any batch); nothing is written then.
+    ``calib``: folder of images for the overflow search (default: embedded training photos);
+    ``num_images``: use at most this many of them; ``large``: side in LR pixels of the large input
+    (one of those photos at its own resolution; None or 0: none). ``margin``: nodes whose tensors
+    exceed ``65504 / margin`` stay fp32. ``max_psnr_drop``: Y-PSNR budget (dB, against fp32, on the
+    ``val`` crops, default the embedded evaluation photos): also keep the fewest nodes fp32 that hold
+    it. ``on_step``: receives progress lines.
+    Raises :class:`~sr_deploy.errors.ExportError` for bad input and
+    :class:`~sr_deploy.errors.ParityError` when the fp16 model fails its gate (without a budget: PSNR
+    < 50 dB or max-abs > 2/255 against fp32 on any batch; with one: non-finite outputs or a drop over
+    budget on ORT CPU); nothing is written then.
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if margin < 1.0:
         raise ValueError(f"the fp16 safety margin must be >= 1, got {margin}")
-    fp32, desc = meta.load_sr_onnx(model, "fp32")
+    loaded, desc = meta.load_sr_onnx(model, "fp32")
+    fp32 = onnx.ModelProto()
+    fp32.CopyFrom(loaded)
+    name_nodes(fp32)
     cset = calibration_set(calib, desc.scale, num_images)
-    blocked = overflow_nodes(fp32, tensor_abs_max(fp32, cset), margin)
+    big = large_inputs(cset.images, large, desc, meta.static_size(fp32))
+    kept = overflow_search(fp32, cset.batches, big, margin, on_step)
+    budget = pairs = None
+    if max_psnr_drop is not None:
+        pairs = validation_pairs(val, desc.scale)
+        budget = accuracy_search(fp32, desc, pairs, max_psnr_drop, kept, on_step)
+        kept.update({n: Fp32Node(ACCURACY, drop_db=budget.sensitivity[n]) for n in budget.kept})
     half = convert_float_to_float16(
-        fp32, keep_io_types=True, node_block_list=sorted(blocked), max_finite_val=FP16_MAX
+        fp32, keep_io_types=True, node_block_list=sorted(kept), max_finite_val=FP16_MAX
     )
     drop_cast_round_trips(half)
     topological_sort(half)
-    meta.write_props(
-        half,
-        {
-            meta.PRECISION: "fp16",
-            meta.SOURCE: source_name(model),
-            meta.FP32_NODES: {"margin": margin, "limit": FP16_MAX / margin, "nodes": blocked},
-        },
-    )
+    calibration = {**cset.describe(), "large": [shape_text(b.shape) for b in big]}
+    record: dict[str, object] = {
+        "margin": margin,
+        "limit": FP16_MAX / margin,
+        "nodes": {n: kept[n].to_dict() for n in sorted(kept)},
+        "calibration": calibration,
+    }
+    ort_drop = None
+    if budget and pairs:
+        with tempfile.TemporaryDirectory(prefix="sr-deploy-fp16.") as tmp:
+            atomic_write_bytes(Path(tmp) / "fp16.onnx", half.SerializeToString())
+            ort_drop = budget.baseline_psnr - mean_y_psnr(outputs_of(Path(tmp) / "fp16.onnx", desc, pairs),
+                                                          pairs, desc.scale)
+        if ort_drop > budget.budget_db:
+            raise ParityError(f"fp16 model loses {ort_drop:.4f} dB Y-PSNR on ONNX Runtime CPU, over the "
+                              f"{budget.budget_db:g} dB budget; {output} not written", None)
+        record.update(max_psnr_drop_db=budget.budget_db, emulated_drop_db=budget.final_drop, ort_cpu_drop_db=ort_drop)
+    meta.write_props(half, {meta.PRECISION: "fp16", meta.SOURCE: source_name(model), meta.FP32_NODES: record})
     with OrtUpscaler(fp32.SerializeToString(), descriptor=desc) as reference:
-        report = gate_and_write(reference, half, output, desc, FP16_TOLERANCE, "ONNX Runtime fp16 vs fp32")
-    return Fp16Result(Path(output), blocked, cset.describe(), report)
+        report = gate_and_write(reference, half, output, desc, Tolerance() if budget else FP16_TOLERANCE,
+                                "ONNX Runtime fp16 vs fp32")
+    return Fp16Result(Path(output), kept, calibration, report, budget, ort_drop)

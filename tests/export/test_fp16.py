@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +12,32 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.data.crops import parity_inputs
+from sr_deploy.data.datasets import embedded_images
+from sr_deploy.data.image_io import read_image, write_image
 from sr_deploy.errors import ExportError, ModelFileError
-from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.fp16 import export_fp16, overflow_nodes, tensor_abs_max
+from sr_deploy.export.fp16 import export_fp16
+from sr_deploy.export.fp16_search import (
+    ACCURACY,
+    OVERFLOW,
+    READS_OVERFLOW,
+    Fp32Node,
+    emulate_fp16,
+    float_tensors,
+)
 from sr_deploy.export.onnx import export_onnx
+from sr_deploy.export.sensitivity import outputs_of, validation_pairs
 from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
+from sr_deploy.scoring import mean_y_psnr
+from tests.export.test_fp16_search import CONV, after, overflowing
 
 BLOCK0 = "/blocks/blocks.0/body/body"
 
 
 def test_fp16_export_of_a_trained_model(trained_tiny_onnx: Path, tmp_path: Path) -> None:
-    result = export_fp16(trained_tiny_onnx, tmp_path / "m.fp16.onnx", num_images=2)
-    assert result.fp32_nodes == {} and result.parity.passed
+    result = export_fp16(trained_tiny_onnx, tmp_path / "m.fp16.onnx", num_images=2, large=128)
+    assert result.fp32_nodes == {} and result.parity.passed and result.budget is None
+    assert result.calibration["large"] == ["1x3x128x128"]
     model = onnx.load(str(result.path))
     assert meta.read_props(model)[meta.PRECISION] == "fp16"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -37,8 +51,23 @@ def test_fp16_export_of_a_trained_model(trained_tiny_onnx: Path, tmp_path: Path)
     np.testing.assert_allclose(up.run(x), load(trained_tiny_onnx).run(x), atol=2e-2)
 
 
+def test_export_keeps_the_overflowing_conv_and_records_why(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    model = overflowing(meta.load_sr_onnx(trained_tiny_onnx)[0], CONV, 1e5)
+    result = export_fp16(model, tmp_path / "o.fp16.onnx", num_images=2, large=None)
+    assert {n: r.reason for n, r in result.fp32_nodes.items()} == {CONV: OVERFLOW, "unscale": READS_OVERFLOW}
+    assert result.parity.passed
+    half = onnx.load(str(result.path))
+    conv = next(n for n in half.graph.node if n.name == CONV)
+    assert {t.name: t for t in half.graph.initializer}[conv.input[1]].data_type == onnx.TensorProto.FLOAT
+    # metadata round trip: the JSON names every kept node with its reason, peak and input size
+    record = json.loads(meta.read_props(half)[meta.FP32_NODES])
+    assert {n: Fp32Node(**d) for n, d in record["nodes"].items()} == result.fp32_nodes
+    assert record["nodes"][CONV]["max_abs"] > 65504 and record["nodes"][CONV]["input"] == "4x3x48x48"
+    assert record["limit"] == 65504 / 4 and record["calibration"]["large"] == []
+
+
 @pytest.fixture(scope="module")
-def overflow_onnx(trained_tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scaled_block0(trained_tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with block 0's first conv scaled by 1e7 and its second conv by 1e-7: same
     output (PReLU is positively homogeneous), but weights and activations of ~1e6 inside block 0."""
     net, desc = load_weights(trained_tiny_weights)
@@ -56,34 +85,72 @@ def overflow_onnx(trained_tiny_weights: Path, tmp_path_factory: pytest.TempPathF
     return export_onnx(weights, folder / "overflow.onnx").path
 
 
-def test_overflow_detection_keeps_nodes_in_fp32(overflow_onnx: Path, tmp_path: Path) -> None:
-    model, desc = meta.load_sr_onnx(overflow_onnx)
-    peak = tensor_abs_max(model, calibration_set(None, desc.scale, num_images=2))
-    hot = overflow_nodes(model, peak)
-    assert sorted(hot) == [f"{BLOCK0}.0/Conv", f"{BLOCK0}.2/PRelu", f"{BLOCK0}.3/Conv"]
-    assert all(v > 65504 / 4 for v in hot.values())
-    # ORT CPU has no fp16 Conv here (it computes in fp32 after casting), so the activation overflow
-    # a GPU would hit cannot be shown on CPU; what shows is the naive conversion clipping the
-    # block's bias (BN folding put the 1e7 there) to 65504, while the export keeps the block in fp32.
+def test_scaled_block_stays_fp32_where_naive_conversion_clips(scaled_block0: Path, tmp_path: Path) -> None:
+    model, _ = meta.load_sr_onnx(scaled_block0)
+    result = export_fp16(scaled_block0, tmp_path / "o.fp16.onnx", num_images=2, large=None)
+    assert {n: r.reason for n, r in result.fp32_nodes.items()} == {
+        f"{BLOCK0}.0/Conv": OVERFLOW, f"{BLOCK0}.2/PRelu": OVERFLOW, f"{BLOCK0}.3/Conv": READS_OVERFLOW}
+    assert result.parity.passed
+    # the naive conversion clips the block's bias (BN folding put the 1e7 there) to 65504
     conv1 = next(n for n in model.graph.node if n.name == f"{BLOCK0}.0/Conv")
     naive = {t.name: t for t in convert_float_to_float16(model, keep_io_types=True).graph.initializer}
-    assert naive[conv1.input[2]].data_type == onnx.TensorProto.FLOAT16
-    assert np.abs(numpy_helper.to_array(naive[conv1.input[2]])).max() == 65504 < peak[conv1.input[2]]
-    result = export_fp16(overflow_onnx, tmp_path / "o.fp16.onnx", num_images=2)
-    assert sorted(result.fp32_nodes) == sorted(hot) and result.parity.passed
-    half = onnx.load(str(result.path))
-    kept = {t.name: t for t in half.graph.initializer}[conv1.input[2]]
+    assert np.abs(numpy_helper.to_array(naive[conv1.input[2]])).max() == 65504
+    kept = {t.name: t for t in onnx.load(str(result.path)).graph.initializer}[conv1.input[2]]
     assert kept.data_type == onnx.TensorProto.FLOAT
-    props = meta.read_props(half)
-    assert f"{BLOCK0}.2/PRelu" in props[meta.FP32_NODES]
+
+
+def offsets(model: onnx.ModelProto, shifts: dict[str, float]) -> onnx.ModelProto:
+    """A copy of ``model`` with ``+c`` then ``-c`` after each Conv named in ``shifts`` (name -> ``c``): the
+    same function in fp32, but in fp16 those activations sit near ``c``, where fp16 numbers are ``c /
+    1024`` apart (node names ``up<i>`` and ``down<i>``)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for i, (name, c) in enumerate(shifts.items()):
+        out.graph.initializer.append(numpy_helper.from_array(np.array(c, dtype=np.float32), f"offset{i}"))
+        tensor = next(n for n in out.graph.node if n.name == name).output[0]
+        after(out, tensor, onnx.helper.make_node("Add", [tensor, f"offset{i}"], [f"up{i}"], name=f"up{i}"))
+        after(out, f"up{i}", onnx.helper.make_node("Sub", [f"up{i}", f"offset{i}"], [f"down{i}"], name=f"down{i}"))
+    return out
+
+
+def test_budget_search_holds_on_held_out_images(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    fp32, desc = meta.load_sr_onnx(trained_tiny_onnx)
+    convs = [n.name for n in fp32.graph.node if n.op_type == "Conv"]
+    model = offsets(fp32, {convs[1]: 4096.0, convs[3]: 16.0})  # the second costs about what fp16 always does
+    budget = 0.02
+    val, held = tmp_path / "val", tmp_path / "held"  # searched on one photo, held out: three others
+    for folder, paths in ((val, embedded_images("eval")[:1]), (held, embedded_images("train")[:3])):
+        folder.mkdir()
+        for path in paths:
+            write_image(folder / f"{path.stem}.png", read_image(path))
+    result = export_fp16(model, tmp_path / "b.fp16.onnx", num_images=2, large=None, max_psnr_drop=budget, val=val)
+    assert result.budget is not None and result.budget.fp16_drop > budget >= result.budget.final_drop
+    assert {n: r.reason for n, r in result.fp32_nodes.items()} == dict.fromkeys(["up0", "down0"], ACCURACY)
+    assert result.ort_drop_db is not None and result.ort_drop_db <= budget
+    record = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.FP32_NODES])
+    assert record["max_psnr_drop_db"] == budget and record["emulated_drop_db"] == result.budget.final_drop
+    # held out: emulated fp16 as the search measured it
+    pairs = validation_pairs(held, desc.scale)
+    floats = float_tensors(model)
+
+    def drop(fp32_nodes: list[str]) -> float:
+        onnx.save(emulate_fp16(model, fp32_nodes, floats), str(tmp_path / "e.onnx"))
+        onnx.save(model, str(tmp_path / "r.onnx"))
+        return (mean_y_psnr(outputs_of(tmp_path / "r.onnx", desc, pairs), pairs, desc.scale)
+                - mean_y_psnr(outputs_of(tmp_path / "e.onnx", desc, pairs), pairs, desc.scale))
+
+    assert drop([]) > budget  # all fp16 would not hold on these images either
+    assert drop(list(result.fp32_nodes)) <= budget
 
 
 def test_fp16_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="missing.onnx does not exist"):
         export_fp16(tmp_path / "missing.onnx", tmp_path / "o.onnx")
-    half = export_fp16(trained_tiny_onnx, tmp_path / "h.onnx", num_images=1).path
+    half = export_fp16(trained_tiny_onnx, tmp_path / "h.onnx", num_images=1, large=None).path
     with pytest.raises(ModelFileError, match="h.onnx is a fp16 model"):
         export_fp16(half, tmp_path / "o.onnx")
     with pytest.raises(ExportError, match="calibration images: .*nodir"):
         export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", calib=tmp_path / "nodir")
+    with pytest.raises(ExportError, match="max_psnr_drop must be >= 0"):
+        export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", num_images=1, large=None, max_psnr_drop=-1)
     assert not (tmp_path / "o.onnx").exists()
