@@ -46,8 +46,9 @@ class VideoOptions:
     more FFmpeg encoder options. ``batch``: frames per model call when a frame is one window;
     ``segment_frames``: frames per independently encoded segment (the unit of ``resume``);
     ``queue_frames``: frames buffered between decoder, model and encoder; ``decode_errors``: ``stop``
-    (the default) or ``skip`` a frame the decoder rejects; ``resume``: continue a killed job from its
-    finished segments; ``tile`` / ``memory_budget``: as for images.
+    (the default) or ``skip`` a frame the decoder rejects; ``codec_threads``: threads of the decoder and of
+    the encoder each (0: FFmpeg's choice, about one per core; 1 leaves the cores to a CPU model); ``resume``:
+    continue a killed job from its finished segments; ``tile`` / ``memory_budget``: as for images.
     """
 
     codec: str | None = None
@@ -59,6 +60,7 @@ class VideoOptions:
     segment_frames: int = 250
     queue_frames: int = 8
     decode_errors: str = "stop"
+    codec_threads: int = 0
     resume: bool = False
     tile: int | None = None
     memory_budget: int | None = None
@@ -66,6 +68,8 @@ class VideoOptions:
     def __post_init__(self) -> None:
         if self.decode_errors not in DECODE_ERRORS:
             raise ValueError(f"decode_errors must be one of {DECODE_ERRORS}, got {self.decode_errors!r}")
+        if self.codec_threads < 0:
+            raise ValueError(f"codec_threads must be >= 0 (0: automatic), got {self.codec_threads}")
         for name in ("batch", "segment_frames", "queue_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

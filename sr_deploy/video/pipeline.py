@@ -127,6 +127,8 @@ class _Decoder(threading.Thread):
         with av.open(str(self.info.path)) as container:
             stream: Any = container.streams[self.info.index]
             stream.thread_type = "AUTO"
+            if self.options.codec_threads:
+                stream.codec_context.thread_count = self.options.codec_threads
             if seek and self.resume_after is not None:
                 container.seek(self.resume_after, stream=stream, backward=True)
             last_pts: int | None = None
@@ -174,7 +176,7 @@ class _Encoder(threading.Thread):
         self.store, self.encoding, self.colour, self.size = store, encoding, colour, size
         tb = info.time_base  # a time base of 1/den keeps every pts exact: pts * num ticks
         self.time_base, self.ticks = Fraction(1, tb.denominator), tb.numerator
-        self.rate, self.segment_frames = info.rate, options.segment_frames
+        self.rate, self.segment_frames, self.threads = info.rate, options.segment_frames, options.codec_threads
         self.source, self.stop, self.stats = source, stop, stats
         self.error: BaseException | None = None
 
@@ -187,7 +189,7 @@ class _Encoder(threading.Thread):
                 frame = rgb_to_frame(sr, self.encoding.pix_fmt, self.colour)
                 if writer is None:
                     writer = self.store.writer(self.encoding, self.size[0], self.size[1], self.time_base,
-                                               self.ticks, self.rate)
+                                               self.ticks, self.rate, self.threads)
                 writer.write(frame, pts)
                 if writer.count == self.segment_frames:
                     writer.close()

@@ -114,10 +114,11 @@ class SegmentStore:
         return self.segments[-1].last_pts if self.segments else None
 
     def writer(self, encoding: Encoding, width: int, height: int, time_base: Fraction, ticks: int,
-               rate: Fraction | None) -> SegmentWriter:
-        """A writer for the next segment, encoding in ``time_base`` where a source pts is ``ticks`` units."""
+               rate: Fraction | None, threads: int = 0) -> SegmentWriter:
+        """A writer for the next segment, encoding in ``time_base`` where a source pts is ``ticks`` units,
+        with ``threads`` encoder threads (0: FFmpeg's choice)."""
         name = f"seg-{len(self.segments):06d}{self.suffix}"
-        return SegmentWriter(self, name, encoding, width, height, time_base, ticks, rate)
+        return SegmentWriter(self, name, encoding, width, height, time_base, ticks, rate, threads)
 
     def finished(self, segment: Segment) -> None:
         """Record a finished segment (the manifest is rewritten atomically)."""
@@ -133,7 +134,7 @@ class SegmentWriter:
     """Encodes frames into one segment file; :meth:`close` publishes it, :meth:`abort` discards it."""
 
     def __init__(self, store: SegmentStore, name: str, encoding: Encoding, width: int, height: int,
-                 time_base: Fraction, ticks: int, rate: Fraction | None) -> None:
+                 time_base: Fraction, ticks: int, rate: Fraction | None, threads: int = 0) -> None:
         import av
 
         self.store, self.name, self.ticks = store, name, ticks
@@ -149,6 +150,8 @@ class SegmentWriter:
             stream.width, stream.height, stream.pix_fmt = width, height, encoding.pix_fmt
             stream.time_base = time_base
             stream.codec_context.time_base = time_base
+            if threads:
+                stream.codec_context.thread_count = threads
             self.stream = stream
             self._tagged = False
         except BaseException:

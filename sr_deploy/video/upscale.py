@@ -105,6 +105,9 @@ def upscale_video(
     except ValueError as exc:
         raise VideoError(src, str(exc)) from None
     store.remove()
+    if info.frames and not resumed and store.frames_done + len(stats.skipped) < info.frames:
+        notes.append(f"the container announced {info.frames} frames, {store.frames_done} were decoded "
+                     "(a truncated file?)")
     return VideoResult(dst, width, height, store.frames_done, resumed, encoding, colour, tuple(stats.skipped),
                        tuple(notes), stats)
 

@@ -33,12 +33,13 @@ def pattern(index: int, width: int, height: int) -> np.ndarray:
 def make_clip(path: Path, *, frames: int = 24, width: int = 32, height: int = 24, codec: str = "libx264",
               pix_fmt: str = "yuv420p", vfr: bool = False, audio: bool = True, subtitles: bool = False,
               chapters: bool = False, rotate: float | None = None, start: int = 0, colour: tuple[int, int, int, int]
-              | None = None, options: dict[str, str] | None = None) -> Path:
+              | None = None, options: dict[str, str] | None = None, container_options: dict[str, str] | None = None
+              ) -> Path:
     """Write a clip: ``frames`` frames at 25 fps nominal (``vfr``: durations of 1, 2 and 3 ticks of 1/25 s in
     turn), pts from ``start``; ``colour``: (matrix, range, primaries, transfer) tags; audio: 8 kHz mono
     sine tone (AAC) covering the video; subtitles: two SubRip cues."""
     tb = Fraction(1, 25)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=container_options or {}) as out:
         video = out.add_stream(codec, rate=25, options=options or {})
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.time_base = video.codec_context.time_base = tb

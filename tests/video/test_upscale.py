@@ -120,6 +120,13 @@ def test_bad_files_get_clear_errors(clips: dict[str, Path], tiny: TorchUpscaler,
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError, match="truncated.mp4: FFmpeg cannot read it as a container"):
         upscale_video(tiny, truncated, tmp_path / "o2.mp4")
+    front = make_clip(tmp_path / "front.mp4", audio=False, container_options={"movflags": "faststart"})
+    data = front.read_bytes()
+    front.write_bytes(data[: len(data) * 2 // 3])  # the index is at the front: it opens, frames are missing
+    result = upscale_video(tiny, front, tmp_path / "o0.mp4")
+    assert 0 < result.frames < 24
+    assert f"the container announced 24 frames, {result.frames} were decoded (a truncated file?)" in result.notes
+    (tmp_path / "o0.mp4").unlink()
     sound = tmp_path / "sound.m4a"
     with av.open(str(sound), "w") as c:
         stream = c.add_stream("aac", rate=8000, layout="mono")
@@ -131,7 +138,7 @@ def test_bad_files_get_clear_errors(clips: dict[str, Path], tiny: TorchUpscaler,
         upscale_video(tiny, sound, tmp_path / "o3.mp4")
     with pytest.raises(VideoError, match="no video container is known for the output 'o4.png'"):
         upscale_video(tiny, clips["cfr"], tmp_path / "o4.png")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mp4", "sound.m4a", "truncated.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mp4", "front.mp4", "sound.m4a", "truncated.mp4"]
 
 
 def _corrupt_clip(path: Path) -> tuple[Path, list[Fraction]]:
