@@ -238,13 +238,8 @@ def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None =
         raise ValueError(f"expected a 3 x H x W image, got shape {image.shape}")
     _, original_h, original_w = image.shape
     plan = plan or plan_tiles(upscaler, original_h, original_w)
-    if plan.pad_h or plan.pad_w:
-        image = np.pad(image, ((0, 0), (0, plan.pad_h), (0, plan.pad_w)), mode="edge")
+    image = plan_input(image, plan)
     _, height, width = image.shape
-    if plan.ys[-1].keep_stop != height or plan.xs[-1].keep_stop != width:
-        raise ValueError(f"the tile plan covers {plan.ys[-1].keep_stop} x {plan.xs[-1].keep_stop}, "
-                         f"not this {height} x {width} image")
-    image = np.ascontiguousarray(image, dtype=np.float32)
     s = upscaler.scale
     out = np.empty((3, height * s, width * s), dtype=np.float32)
     windows = plan_windows(plan)
@@ -254,6 +249,19 @@ def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None =
         for (y, x), tile_out in zip(group, result, strict=True):
             place_window(out, y, x, tile_out, s)
     return out[:, : original_h * s, : original_w * s] if plan.pad_h or plan.pad_w else out
+
+
+def plan_input(image: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """A ``3 x H x W`` image as the plan's windows read it: padded at the bottom and right as the plan says
+    (edge pixels repeated), contiguous float32; ValueError when the plan is for another size. The windows'
+    output covers the padded size: crop it to ``scale * (H, W)``."""
+    if plan.pad_h or plan.pad_w:
+        image = np.pad(image, ((0, 0), (0, plan.pad_h), (0, plan.pad_w)), mode="edge")
+    _, height, width = image.shape
+    if plan.ys[-1].keep_stop != height or plan.xs[-1].keep_stop != width:
+        raise ValueError(f"the tile plan covers {plan.ys[-1].keep_stop} x {plan.xs[-1].keep_stop}, "
+                         f"not this {height} x {width} image")
+    return np.ascontiguousarray(image, dtype=np.float32)
 
 
 def plan_windows(plan: TilePlan) -> list[tuple[Span, Span]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sr_deploy.backends.base import Upscaler
-from sr_deploy.runtime.tiling import Span, TilePlan, place_window, plan_windows, window_input
+from sr_deploy.runtime.tiling import Span, TilePlan, place_window, plan_input, plan_windows, window_input
 
 
 class JobFailed(RuntimeError):
@@ -32,17 +32,19 @@ class JobFailed(RuntimeError):
 
 
 class Job:
-    """One image in flight: ``image`` (``3 x H x W`` float32 in [0, 1]) cut by ``plan``; its output is
-    ``3 x sH x sW`` float32 (not clamped), filled window by window by the batcher threads.
+    """One image in flight: ``image`` (``3 x H x W`` float32 in [0, 1]) cut by ``plan`` (and padded as it says,
+    for models with size rules); its :attr:`output` is ``3 x sH x sW`` float32 (not clamped), filled window by
+    window by the batcher threads.
 
     ``on_done`` is called once, from a batcher thread (or from :meth:`cancel`'s caller), when the job
     succeeded, failed or was cancelled.
     """
 
     def __init__(self, image: np.ndarray, plan: TilePlan, scale: int) -> None:
-        _, height, width = image.shape
-        self.image, self.plan, self.scale = image, plan, scale
-        self.output = np.empty((3, height * scale, width * scale), dtype=np.float32)
+        _, self.height, self.width = image.shape
+        self.image, self.plan, self.scale = plan_input(image, plan), plan, scale  # padded for size rules
+        _, padded_h, padded_w = self.image.shape
+        self._output = np.empty((3, padded_h * scale, padded_w * scale), dtype=np.float32)
         self.windows = plan_windows(plan)
         self.error: BaseException | None = None
         self.cancelled = False
@@ -54,6 +56,11 @@ class Job:
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def output(self) -> np.ndarray:
+        """The ``3 x sH x sW`` float32 output (complete once the job succeeded)."""
+        return self._output[:, : self.height * self.scale, : self.width * self.scale]
 
     def add_done_callback(self, callback: Callable[[Job], None]) -> None:
         """Call ``callback(job)`` when the job ends (at once when it already has)."""
@@ -71,7 +78,7 @@ class Job:
         with self._lock:
             if self._done.is_set():
                 return
-            place_window(self.output, y, x, tile_out, self.scale)
+            place_window(self._output, y, x, tile_out, self.scale)
             self._remaining -= 1
             finished = self._remaining == 0
         if finished:

@@ -91,9 +91,10 @@ class UpscaleService:
 
     def warm_up(self) -> None:
         """Run the serving shapes once (a full batch of windows, then one window), then mark ready."""
-        side = self.window
+        plan = plan_tiles(self.upscaler, self.window, self.window, tile=self.window - 2 * self.halo,
+                          memory_budget=1 << 62)
         for batch in sorted({self.config.max_batch, 1}, reverse=True):
-            shape = (batch, 3, side, side)
+            shape = (batch, 3, plan.tile_h, plan.tile_w)
             if self.upscaler.accepts(shape):
                 self.upscaler.run(np.zeros(shape, dtype=np.float32))
         self._ready.set()

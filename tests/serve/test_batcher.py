@@ -4,14 +4,17 @@ window at a time and as the whole image."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.images import upscale_image
+from sr_deploy.runtime.load import load
 from sr_deploy.runtime.tiling import plan_tiles
-from sr_deploy.serve import UpscaleService
+from sr_deploy.serve import ServeConfig, UpscaleService
 from sr_deploy.serve.batcher import Batcher, Job
+from tests.helpers import nearest_onnx
 from tests.serve.conftest import WINDOW
 from tests.serve.test_app import image
 
@@ -69,3 +72,17 @@ def test_cancel_drops_pending_windows(open_upscaler: Callable[[], Upscaler]) -> 
         batcher.close(10)
     assert ended == [job] and job.cancelled and batcher.stats.dropped == len(job.windows) and batcher.pending == 0
     assert batcher.stats.windows == 0
+
+
+def test_size_rules_pad_and_crop(tmp_path: Path) -> None:
+    """A model whose sides must be multiples of 2: an odd image is padded for its windows and cropped back,
+    as ``upscale_image`` does."""
+    with load(nearest_onnx(tmp_path / "nearest.onnx"), backend="onnxruntime") as up:
+        service = UpscaleService(up, ServeConfig(model="test", window=40, max_batch=4, batch_wait_ms=20))
+        img = image((33, 47, 3))
+        try:
+            got = service.upscale(img, timeout=60)
+        finally:
+            service.batcher.close()
+        np.testing.assert_array_equal(got, upscale_image(up, img))
+        assert got.shape == (132, 188, 3)
