@@ -291,7 +291,8 @@ def join_segments(store: SegmentStore, source: VideoInfo, destination: Path, sca
                     mapping[st.index] = out.add_stream_from_template(st)
                     copied.append(st)
                 else:
-                    what = f"stream #{st.index} ({st.type} {st.codec_context.name if st.codec_context else 'data'})"
+                    codec = f" {st.codec_context.name}" if st.codec_context else ""
+                    what = f"stream #{st.index} ({st.type}{codec})"
                     notes.append(f"{what} left out: the {store.muxer} container cannot hold it ({problem})")
             for key, value in src.metadata.items():
                 if key.lower() not in _MUXER_KEYS:
