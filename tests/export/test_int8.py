@@ -175,3 +175,23 @@ def test_plain_int8_over_the_accuracy_limit_is_not_written(trained_tiny_onnx: Pa
                        r"0.3 dB limit; .*plain.int8.onnx not written. Give an accuracy budget"):
         export_int8(trained_tiny_onnx, out, target="ort-cpu", calib=calib, method="minmax")
     assert not out.exists()
+
+
+def test_budget_in_the_tensorrt_layout_excludes_whole_fusion_groups(trained_tiny_onnx: Path, tmp_path: Path) -> None:
+    from sr_deploy.export.sensitivity import budgeted_exclusion
+
+    layout = LAYOUTS["tensorrt"]
+    ranges = compute_ranges(trained_tiny_onnx, calibration_set(_dark_images(tmp_path / "dark"), 4), layout)
+    quantizer = Quantizer(trained_tiny_onnx, ranges, layout, tmp_path)
+    pairs = validation_pairs(None, 4, crops_per_image=1)
+    all_groups = quantizer.groups()
+    report = budgeted_exclusion(quantizer, list(all_groups), pairs, TINY_TRAINED, budget_db=0.3)
+    assert report.within_budget and 0 < len(report.excluded) < len(all_groups) == 9
+    # the groups kept int8 are exactly the others, whole: an excluded convolution takes its residual Add with it
+    assert report.fusion_groups == {c: g for c, g in all_groups.items() if c not in report.excluded}
+    quantizer.quantize(report.excluded, tmp_path / "q.onnx")
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    producers = {o: n.op_type for n in q.graph.node for o in n.output}
+    paired = {n.name for n in q.graph.node if any(producers.get(i) == "DequantizeLinear" for i in n.input)}
+    assert paired == {name for group in report.fusion_groups.values() for name in group
+                      if name.endswith(("Conv", "Add"))}
