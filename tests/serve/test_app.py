@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import struct
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -53,6 +55,10 @@ def bomb_png(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def port_of(client: httpx.Client) -> int:
+    return int(str(client.base_url).rstrip("/").rsplit(":", 1)[1])
 
 
 def metric(text: str, name: str) -> float:
@@ -133,30 +139,37 @@ def test_limits_413(serve_model: Callable[..., UpscaleService]) -> None:
 
 
 def test_queue_full_503_timeout_504_and_metrics(serve_model: Callable[..., UpscaleService]) -> None:
-    # one request admitted; a 0.8 s batch wait keeps it in flight while the second arrives
-    service = serve_model(max_queue=1, max_batch=64, batch_wait_ms=800)
+    service = serve_model(max_queue=1)
     payload = encode_image(image((40, 52, 3)), "png")
     with running(service) as client:
         before = client.get("/metrics").text
-        with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(client.post, "/v1/upscale", content=payload)
-            while service.batcher.pending == 0:
-                time.sleep(0.005)
-            refused = client.post("/v1/upscale", content=payload)
-            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-            during = client.get("/metrics").text
-            assert first.result().status_code == 200
+        # the one admitted request stays in flight while its body is half sent
+        raw = socket.create_connection(("127.0.0.1", port_of(client)))
+        raw.sendall(b"POST /v1/upscale HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                    + f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                    + payload[:100])
+        while metric(during := client.get("/metrics").text, "sr_deploy_queue_requests") == 0:
+            time.sleep(0.01)
+        refused = client.post("/v1/upscale", content=payload)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        raw.sendall(payload[100:])
+        raw.settimeout(60)
+        answer = b""
+        while chunk := raw.recv(1 << 16):
+            answer += chunk
+        raw.close()
+        assert answer.startswith(b"HTTP/1.1 200")
         after = client.get("/metrics").text
-    assert metric(during, "sr_deploy_queue_requests") == 1 and metric(during, "sr_deploy_queue_windows") > 0
-    assert metric(after, "sr_deploy_queue_requests") == 0
+    assert metric(during, "sr_deploy_queue_requests") == 1 and metric(after, "sr_deploy_queue_requests") == 0
     for status, count in (("200", 1), ("503", 1)):
         name = f'sr_deploy_requests_total{{status="{status}"}}'
         assert metric(after, name) - metric(before, name) == count
     assert metric(after, "sr_deploy_request_seconds_count") == 1  # admitted requests only
     assert metric(after, "sr_deploy_model_seconds_total") > 0
     assert metric(after, "sr_deploy_batch_size_count") == service.batcher.stats.batches > 0
+    assert metric(after, "sr_deploy_batch_size_sum") == service.batcher.stats.windows > 1
 
-    slow = serve_model(batch_wait_ms=5000, max_batch=64, request_timeout_s=0.3)
+    slow = serve_model(batch_wait_ms=30_000, max_batch=64, request_timeout_s=0.3)
     with running(slow) as client:
         late = client.post("/v1/upscale", content=payload)
         assert late.status_code == 504
@@ -212,13 +225,10 @@ def test_backend_failure_is_500_for_that_request_only(serve_model: Callable[...,
 
 
 def test_disconnected_client_has_its_windows_dropped(serve_model: Callable[..., UpscaleService]) -> None:
-    import socket
-
-    service = serve_model(max_batch=64, batch_wait_ms=4000)
+    service = serve_model(max_batch=64, batch_wait_ms=30_000)
     payload = encode_image(image((40, 52, 3)), "png")
     with running(service) as client:
-        port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
-        raw = socket.create_connection(("127.0.0.1", port))
+        raw = socket.create_connection(("127.0.0.1", port_of(client)))
         raw.sendall(b"POST /v1/upscale HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                     + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
         while service.batcher.pending == 0:

@@ -13,10 +13,10 @@ from sr_deploy.runtime.images import upscale_image
 from sr_deploy.runtime.load import load
 from sr_deploy.runtime.tiling import plan_tiles
 from sr_deploy.serve import ServeConfig, UpscaleService
-from sr_deploy.serve.batcher import Batcher, Job
+from sr_deploy.serve.batcher import Batcher, Job, JobFailed
 from tests.helpers import nearest_onnx
 from tests.serve.conftest import WINDOW
-from tests.serve.test_app import image
+from tests.serve.test_app import FailsOnMarker, image
 
 
 def jobs(up: Upscaler, images: list[np.ndarray]) -> list[Job]:
@@ -86,3 +86,19 @@ def test_size_rules_pad_and_crop(tmp_path: Path) -> None:
             service.batcher.close()
         np.testing.assert_array_equal(got, upscale_image(up, img))
         assert got.shape == (132, 188, 3)
+
+
+def test_a_failing_batch_fails_only_the_job_whose_windows_fail(open_upscaler: Callable[[], Upscaler]) -> None:
+    rng = np.random.default_rng(1)
+    good, bad = (rng.random((3, 32, 40), dtype=np.float32) for _ in range(2))
+    bad[:, 0, 0] = 1.0  # FailsOnMarker's marker: the batch holding this window raises
+    with FailsOnMarker(open_upscaler()) as up:
+        sizes: list[int] = []
+        batcher = Batcher(up, max_batch=8, batch_wait_s=60, on_batch=lambda n, _s: sizes.append(n))
+        ok, failing = (batcher.submit(j) for j in jobs(up, [good, bad]))
+        batcher.close(60)  # closing runs what is pending at once: one batch holding both jobs' windows
+        reference = up.inner.run(good[None])[0]
+    assert failing.done and isinstance(failing.error, JobFailed) and "injected" in str(failing.error.__cause__)
+    assert ok.error is None
+    np.testing.assert_allclose(ok.output, reference, atol=1e-5)
+    assert sizes == [len(ok.windows)]  # the mixed batch failed (not counted), then each job ran alone
