@@ -12,7 +12,8 @@ The public API (everything else is machinery and may move)::
 - running: :func:`load` / :func:`load_selected` -> an :class:`Upscaler` (``run`` on N x 3 x H x W
   float32 in [0, 1]); :func:`tune` times every route here (cached); :func:`upscale_image` /
   :func:`upscale_file` (modes, bit depths, tiling); :func:`upscale_video` with :class:`VideoOptions` (any
-  file FFmpeg demuxes: timestamps, audio, colour kept; resumable)
+  file FFmpeg demuxes: timestamps, audio, colour kept; resumable); :func:`upscale_cluster` runs the
+  ``upscale`` job on a Ray cluster (the ``[cluster]`` extra; same files byte for byte)
 - exporting: :func:`export_onnx`, :func:`export_fp16`, :func:`export_int8` (each verified before it
   writes), :func:`build_engine` (TensorRT) with typed :class:`Profile` shapes
 - evidence: :func:`evaluate` (Y-PSNR/SSIM against ground truth), :func:`compare` with a
@@ -26,6 +27,7 @@ from sr_deploy.backends.base import ShapeLimits, Upscaler
 from sr_deploy.backends.trt_profiles import Profile
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.run import run_bench
+from sr_deploy.cluster import upscale_cluster
 from sr_deploy.compare import Comparison, Tolerance, compare, tolerance_for
 from sr_deploy.errors import BackendUnavailable, ExportError, ModelFileError, ParityError
 from sr_deploy.export.fp16 import export_fp16
@@ -72,6 +74,7 @@ __all__ = [
     "save_weights",
     "tolerance_for",
     "tune",
+    "upscale_cluster",
     "upscale_file",
     "upscale_image",
     "upscale_video",

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from sr_deploy.cli.common import AUTO_DEVICE_CHOICES, OptionalPsnrBudgetOpt, choices, console, fail, log_text
+from sr_deploy.cluster import INSTALL_HINT
+from sr_deploy.cluster.deployment import Scaling, serve_cluster
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.serve import ServeConfig, UpscaleService, read_token
 from sr_deploy.serve import serve as run_server
@@ -48,11 +50,21 @@ def serve(
     token_file: Annotated[Path | None, typer.Option(help="File holding the bearer token requests must carry")]
     = None,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback --host without a token")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        help="Serve as a Ray Serve deployment: 'auto' ($RAY_ADDRESS, the cluster 'ray start' began here, else a "
+        f"new local one) or the cluster's address (needs {INSTALL_HINT})")] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="With --cluster: replicas, one model each")] = 1,
+    min_replicas: Annotated[int | None, typer.Option(
+        min=0, help="With --cluster: autoscale on requests in flight, down to this many replicas")] = None,
+    max_replicas: Annotated[int | None, typer.Option(
+        min=1, help="With --cluster: autoscale on requests in flight, up to this many replicas")] = None,
 ) -> None:
     """Serve POST /v1/upscale (with cross-request batching), /healthz, /readyz, /metrics, /v1/model, /docs.
 
     Example: sr-deploy serve --model srresnet-x4 --port 8000 --max-batch 8 --batch-wait-ms 5
     then: curl --data-binary @photo.png -H 'content-type: image/png' http://127.0.0.1:8000/v1/upscale -o big.png
+
+    On Ray: sr-deploy serve --cluster auto --min-replicas 1 --max-replicas 4 --device cuda
     """
     try:
         config = ServeConfig(
@@ -61,6 +73,13 @@ def serve(
             batch_wait_ms=batch_wait_ms, window=window, max_pixels=max_pixels, max_queue=max_queue,
             max_body_bytes=max_body_bytes, request_timeout_s=request_timeout, grace_s=grace,
             token=read_token(token_file) if token_file else None, insecure=insecure)
+        if cluster is not None:
+            scaling = Scaling(replicas, min_replicas, max_replicas, gpus=1.0 if (device or "").startswith("cuda")
+                              else 0.0)
+            console.print(f"serving {model} on Ray Serve ({cluster}): {scaling.options(config)}: "
+                          f"http://{host}:{port}", highlight=False)
+            serve_cluster(config, scaling, cluster)
+            return
         service = UpscaleService.open(config, log=log_text)
     except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
         raise fail(str(exc)) from None

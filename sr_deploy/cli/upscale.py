@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -43,6 +43,7 @@ from sr_deploy.cli.video import (
     video_input,
     video_options,
 )
+from sr_deploy.cluster import INSTALL_HINT, FileOutcome
 from sr_deploy.data.image_io import ImageReadError, image_size, printable
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
 from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, OUTPUT_PIXELS_FACTOR
@@ -85,6 +86,12 @@ def upscale(
     segment_frames: SegmentFramesOpt = 250,
     resume: ResumeOpt = False,
     decode_errors: DecodeErrorsOpt = "stop",
+    cluster: Annotated[str | None, typer.Option(
+        help="Run the job on a Ray cluster: 'auto' ($RAY_ADDRESS, the cluster 'ray start' began here, else a new "
+        f"local one) or the cluster's address (images only; needs {INSTALL_HINT})")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="With --cluster: at most this many model actors (default: one per GPU, else one per CPU)")
+    ] = None,
 ) -> None:
     """Upscale images (grey, RGB, RGBA; 8/16-bit) with seam-free tiling on the fastest backend here.
 
@@ -105,7 +112,15 @@ def upscale(
       sr-deploy upscale video-frames/ -o out/ --max-psnr-drop 0.05
 
       sr-deploy upscale film.mkv -o film-x4.mkv --codec libx265 --crf 20 --resume
+
+      sr-deploy upscale archive/ -o out/ --cluster auto --backend onnxruntime
     """
+    if cluster is not None:
+        settings = {"model": model, "backend": backend, "precision": precision, "tile": tile, "overwrite": overwrite,
+                    "max_psnr_drop": max_psnr_drop, "max_pixels": max_pixels,
+                    "tune_shape": (1, 3, TUNE_SIDE, TUNE_SIDE) if tune and backend == AUTO else None}
+        summarize(upscale_on_cluster(inputs, output, cluster, workers, settings))
+        return
     try:
         plan = plan_job(inputs, output, accept=video_input, file_suffixes=VIDEO_SUFFIXES)
         video = video_options(codec, crf, preset, pix_fmt, frame_batch, segment_frames, resume, decode_errors, tile)
@@ -114,12 +129,6 @@ def upscale(
                                                max_psnr_drop=max_psnr_drop, log=log_text)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-
-    def say(text: str) -> None:
-        console.print(text, highlight=False, soft_wrap=True)  # paths stay whole and uncoloured
-
-    def skipped(outcome: Outcome) -> None:
-        say(f"[yellow]skipped[/] {escape(printable(outcome.source))}: {escape(outcome.message)}")
 
     say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {escape(selection.reason)}")
     for problem in plan.problems:
@@ -138,11 +147,50 @@ def upscale(
         except KeyboardInterrupt:
             say(f"[yellow]{escape(INTERRUPTED)}[/]")
             raise typer.Exit(130) from None
+    summarize(outcomes)
+
+
+def say(text: str) -> None:
+    """A line of the job's report (paths stay whole and uncoloured)."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def skipped(outcome: Outcome | FileOutcome) -> None:
+    """Report an input that was not written (failed, or its output exists)."""
+    say(f"[yellow]skipped[/] {escape(printable(outcome.source))}: {escape(outcome.message)}")
+
+
+def summarize(outcomes: Sequence[Outcome | FileOutcome]) -> None:
+    """The job's last line; exit 1 when some input failed or there was none."""
     counts = {s: sum(o.status == s for o in outcomes) for s in ("written", "exists", "failed")}
     say(f"{counts['written']} written, {counts['exists']} left as they were (exist; --overwrite replaces them), "
         f"{counts['failed']} failed")
     if counts["failed"] or not outcomes:
         raise typer.Exit(1)
+
+
+def upscale_on_cluster(inputs: list[str], output: str, address: str, workers: int | None,
+                       settings: dict[str, Any]) -> list[FileOutcome]:
+    """``upscale`` on Ray (:func:`sr_deploy.upscale_cluster` with the local job's ``settings``): the pool and
+    the routes its actors chose, each input that was not written as it finishes, Ray Data's progress."""
+    def started(size: int, kind: str) -> None:
+        say(f"Ray: {size} model actor{'s' if size > 1 else ''} on {kind}")
+
+    def show(outcome: FileOutcome) -> None:
+        if outcome.status != "written":
+            skipped(outcome)
+
+    try:
+        job = sr.upscale_cluster(inputs, output, address=address, workers=workers, on_outcome=show,
+                                 on_start=started, **settings)
+    except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        say(f"[yellow]{escape(INTERRUPTED)}[/]")
+        raise typer.Exit(130) from None
+    for route in job.routes:
+        say(f"[bold]route[/]: {escape(route)}")
+    return list(job.outcomes)
 
 
 #: The largest side the route probe of ``upscale --tune`` runs (time grows with pixels for every route alike).

@@ -1,0 +1,46 @@
+"""A real local Ray for the cluster tests (2 CPUs, no dashboard), started once and shut down at the end of the
+session, and a folder of real photos (crops of scikit-image's bundled images: RGB PNG, grey PNG, RGBA PNG,
+JPEG) with one corrupt file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from sr_deploy.data.datasets import embedded_images
+from sr_deploy.data.image_io import read_image, write_image
+
+#: the corrupt file among the photos
+CORRUPT = "corrupt.png"
+
+
+@pytest.fixture(scope="session")
+def ray_local(private_cache: Path) -> Iterator[ModuleType]:
+    """``ray``, initialised as a 2-CPU local instance (its workers inherit the tests' private cache)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four small real photos in several modes and formats, and :data:`CORRUPT` (a truncated PNG)."""
+    folder = tmp_path_factory.mktemp("photos")
+    photo = next(img[:, :, :3] for img in map(read_image, embedded_images("eval")) if img.shape[2] >= 3)
+    rgb = photo[:40, :48]
+    write_image(folder / "rgb.png", np.ascontiguousarray(rgb))
+    grey = np.round(rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)[:, :, None]
+    write_image(folder / "grey.png", grey)
+    alpha = np.linspace(0, 255, 36 * 44).reshape(36, 44, 1).astype(np.uint8)
+    write_image(folder / "rgba.png", np.concatenate([photo[40:76, 48:92], alpha], axis=2))
+    write_image(folder / "photo.jpg", np.ascontiguousarray(photo[76:108, :40]))
+    (folder / CORRUPT).write_bytes((folder / "rgb.png").read_bytes()[:120])
+    return folder
