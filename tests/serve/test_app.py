@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import re
 import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +19,7 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import encode_image, read_image
 from sr_deploy.runtime.images import upscale_image
 from sr_deploy.serve import UpscaleService
+from tests.runtime.test_jobs import claim_size
 from tests.serve.conftest import running
 
 MODES = {
@@ -48,13 +47,12 @@ def decode(data: bytes, tmp_path: Path, suffix: str = ".png") -> np.ndarray:
     return read_image(path)
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR claiming ``width x height`` RGB, with one tiny IDAT: a few dozen bytes."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+def bomb_png(tmp_path: Path, width: int, height: int) -> bytes:
+    """A small real PNG whose header claims ``width x height`` pixels (under a hundred bytes)."""
+    path = tmp_path / f"bomb-{width}.png"
+    path.write_bytes(encode_image(image((4, 4, 3)), "png"))
+    claim_size(path, width, height)
+    return path.read_bytes()
 
 
 def port_of(client: httpx.Client) -> int:
@@ -120,13 +118,14 @@ def test_formats_multipart_and_model_info(serve_model: Callable[..., UpscaleServ
         assert "/v1/upscale" in client.get("/openapi.json").json()["paths"]
 
 
-def test_limits_413(serve_model: Callable[..., UpscaleService]) -> None:
+def test_limits_413(serve_model: Callable[..., UpscaleService], tmp_path: Path) -> None:
     with running(serve_model(max_pixels=10_000, max_body_bytes=50_000)) as client:
-        bomb = bomb_png(12_000, 12_000)
+        bomb = bomb_png(tmp_path, 12_000, 12_000)
         assert len(bomb) < 100
         too_big = client.post("/v1/upscale", content=bomb)
         assert too_big.status_code == 413 and "12000x12000" in too_big.json()["detail"]
-        assert client.post("/v1/upscale", content=bomb_png(60_000, 60_000)).status_code == 413  # Pillow's own limit
+        beyond_pillow = bomb_png(tmp_path, 60_000, 60_000)  # Pillow's own limit refuses this one
+        assert client.post("/v1/upscale", content=beyond_pillow).status_code == 413
         over = client.post("/v1/upscale", content=encode_image(image((120, 100, 3)), "png"))
         assert over.status_code == 413 and "too large" in over.json()["detail"]
         body = client.post("/v1/upscale", content=b"\0" * 60_000)
