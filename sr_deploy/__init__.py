@@ -9,6 +9,8 @@ The public API (everything else is machinery and may move)::
         hr = sr.upscale_image(up, image)                         # H x W x C uint8 -> 4H x 4W x C uint8
 
 - models: :class:`ModelDescriptor` (what a model is and can do), :func:`load_weights`, :func:`save_weights`
+  (every call that takes a model also takes a third-party ``.pth/.pt/.ckpt/.safetensors`` checkpoint:
+  ESRGAN, Real-ESRGAN, SwinIR, SPAN, OmniSR, RCAN... identified by spandrel, the ``[models]`` extra)
 - running: :func:`load` / :func:`load_selected` -> an :class:`Upscaler` (``run`` on N x 3 x H x W
   float32 in [0, 1]); :func:`tune` times every route here (cached); :func:`upscale_image` /
   :func:`upscale_file` (modes, bit depths, tiling); :func:`upscale_video` with :class:`VideoOptions` (any

@@ -7,7 +7,7 @@ unpickler, and its TorchScript path are not used). spandrel then identifies the 
 the state dict's keys and shapes and builds the network. The :class:`ModelDescriptor` carries
 spandrel's facts (scale, channels, ``supports_half``, ``supports_bfloat16``, size rules, tiling
 advice), the architecture id, the checkpoint's sha256 and the receptive halo measured on the model
-(:func:`sr_deploy.models.receptive.measure_halo`; once per checkpoint and process).
+(:func:`sr_deploy.models.receptive.measure_halo`; once per set of weights and process).
 
 torchvision. spandrel imports ``torchvision.transforms.functional`` at import time, for two
 architectures that are not super-resolution (LaMa inpainting and RestoreFormer face restoration).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import os
 import sys
 import types
@@ -174,8 +175,18 @@ class InputSafe(nn.Module):
         return out
 
 
-#: Halos measured in this process, by checkpoint sha256 (the same file measures the same).
+#: Halos measured in this process, by :func:`weights_digest` (the same weights measure the same, whatever the file).
 _HALOS: dict[str, Halo] = {}
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the state dict's names, dtypes, shapes and values (the same weights in any file format)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelDescriptor]:
@@ -207,8 +218,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelDescr
     rules = loaded.size_requirements
     multiple, minimum = rules.multiple_of, max(1, rules.minimum)
     sha = sha256_file(p)
-    halo = _HALOS.get(sha) or measure_halo(model, loaded.scale, 3, min_size=minimum, multiple_of=multiple)
-    _HALOS[sha] = halo
+    key = weights_digest(state)
+    halo = _HALOS.get(key) or measure_halo(model, loaded.scale, 3, min_size=minimum, multiple_of=multiple)
+    _HALOS[key] = halo
     precisions = tuple(pr for pr in PRECISIONS if (pr != "fp16" or loaded.supports_half)
                        and (pr != "bf16" or loaded.supports_bfloat16))
     desc = ModelDescriptor(

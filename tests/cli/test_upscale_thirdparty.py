@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from sr_deploy.cli import app
 from sr_deploy.data.image_io import read_image, write_image
 from tests.helpers import save_third_party
+
+pytestmark = pytest.mark.skipif(find_spec("spandrel") is None, reason="needs the [models] extra (spandrel)")
 
 
 def test_upscale_an_image_with_a_pth_checkpoint(tmp_path: Path) -> None:
@@ -24,8 +29,6 @@ def test_upscale_an_image_with_a_pth_checkpoint(tmp_path: Path) -> None:
 
 
 def test_an_unknown_checkpoint_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
-    import torch
-
     weights = tmp_path / "mystery.ckpt"
     torch.save({"state_dict": {"foo.weight": torch.zeros(2, 2)}}, weights)
     src = tmp_path / "in.png"

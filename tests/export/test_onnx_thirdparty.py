@@ -4,10 +4,12 @@ and tiled output equal to whole-image output (exact halos) through PyTorch and O
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import sr_deploy as sr
 from sr_deploy.backends import onnx_metadata
@@ -16,6 +18,8 @@ from sr_deploy.data.crops import parity_inputs
 from sr_deploy.models.receptive import EXACT_TOLERANCE
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
 from tests.helpers import THIRD_PARTY, save_third_party
+
+pytestmark = pytest.mark.skipif(find_spec("spandrel") is None, reason="needs the [models] extra (spandrel)")
 
 #: Architectures whose graphs bake the trace size into window Reshapes (exported at a fixed size).
 FIXED = {"swinir-x2", "omnisr-x4"}
@@ -44,8 +48,6 @@ def test_export_passes_parity_at_two_sizes_and_says_what_it_came_from(exported: 
         sizes = [(1, *desc.fixed_size)] * 2 if desc.fixed_size else [(1, *desc.fit_size(24, 28)),
                                                                      (2, *desc.fit_size(17, 21))]
         for batch in parity_inputs(desc.scale, sizes=sizes):
-            import torch
-
             with torch.no_grad():
                 expected = reference_net(torch.from_numpy(batch)).numpy()
             assert np.abs(ort.run(batch) - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import onnx
@@ -11,6 +12,8 @@ import torch
 import sr_deploy as sr
 from sr_deploy.export.rewrites import unshuffle_kernel
 from tests.helpers import save_third_party
+
+pytestmark = pytest.mark.skipif(find_spec("spandrel") is None, reason="needs the [models] extra (spandrel)")
 
 
 @pytest.mark.parametrize(("channels", "factor"), [(3, 2), (3, 4), (5, 2)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from sr_deploy.models.thirdparty import (
     import_spandrel,
 )
 from tests.helpers import THIRD_PARTY, save_third_party, third_party_model
+
+pytestmark = pytest.mark.skipif(find_spec("spandrel") is None, reason="needs the [models] extra (spandrel)")
 
 #: name -> (spandrel architecture id, scale, size multiple)
 EXPECTED = {
