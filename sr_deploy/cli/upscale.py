@@ -42,6 +42,7 @@ from sr_deploy.cli.video import (
     video_handler,
     video_input,
     video_options,
+    video_size,
 )
 from sr_deploy.cluster import INSTALL_HINT, FileOutcome
 from sr_deploy.data.image_io import ImageReadError, image_size, printable
@@ -198,11 +199,12 @@ TUNE_SIDE = 256
 
 
 def tune_shape(first_image: Path) -> tuple[int, int, int, int]:
-    """The probe shape for a job that starts with ``first_image``: its size, each side at most :data:`TUNE_SIDE`."""
+    """The probe shape for a job that starts with ``first_image`` (or a video): its size, each side at most
+    :data:`TUNE_SIDE`."""
     try:
         height, width = image_size(first_image)
     except ImageReadError:
-        height = width = TUNE_SIDE
+        height, width = video_size(first_image) or (TUNE_SIDE, TUNE_SIDE)  # a video: its frame size
     return (1, 3, min(height, TUNE_SIDE), min(width, TUNE_SIDE))
 
 

@@ -15,7 +15,7 @@ from rich.progress import MofNCompleteColumn, Progress, ProgressColumn, TextColu
 
 import sr_deploy as sr
 from sr_deploy.data.image_io import IMAGE_SUFFIXES
-from sr_deploy.video import VIDEO_SUFFIXES, is_video
+from sr_deploy.video import VIDEO_SUFFIXES, VideoError, is_video, probe_video
 from sr_deploy.video.options import DECODE_ERRORS
 
 _PANEL = "Video"
@@ -46,6 +46,15 @@ def video_input(path: Path) -> bool:
     """Whether ``upscale`` treats ``path`` as a video: probing finds a moving picture in it, or its suffix
     is a video container's (so a broken ``.mp4`` is reported as a video that cannot be read)."""
     return path.suffix.lower() in VIDEO_SUFFIXES or is_video(path)
+
+
+def video_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` of the frames of a video file (None when it is not one that can be read)."""
+    try:
+        info = probe_video(path)
+    except VideoError:
+        return None
+    return info.height, info.width
 
 
 def progress_columns() -> tuple[ProgressColumn | str, ...]:
