@@ -170,8 +170,8 @@ def test_int8_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
 def test_plain_int8_over_the_accuracy_limit_is_not_written(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     calib = _dark_images(tmp_path / "dark")  # poor calibration: over 1 dB lost (see the budget test)
     out = tmp_path / "plain.int8.onnx"
-    with pytest.raises(ExportError, match=r"loses \d+\.\d+ dB Y-PSNR on the validation crops on this \w+ CPU \(onnxruntime\), "
-                       r"over the "
+    with pytest.raises(ExportError, match=r"loses \d+\.\d+ dB Y-PSNR on the validation crops on this \w+ CPU "
+                       r"\(onnxruntime\), over the "
                        r"0.3 dB limit; .*plain.int8.onnx not written. Give an accuracy budget"):
         export_int8(trained_tiny_onnx, out, target="ort-cpu", calib=calib, method="minmax")
     assert not out.exists()
