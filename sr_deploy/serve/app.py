@@ -165,7 +165,7 @@ async def _wait(job: Job, request: Request, service: UpscaleService, timeout: fl
             raise RequestError(504, f"no result within the request timeout ({timeout:g} s)")
         try:
             await asyncio.wait_for(finished.wait(), min(_POLL_S, remaining))
-        except TimeoutError:
+        except asyncio.TimeoutError:  # an alias of TimeoutError from Python 3.11 on; distinct on 3.10
             if await request.is_disconnected():
                 service.batcher.cancel(job)
                 raise _ClientGone from None

@@ -71,7 +71,9 @@ class UpscaleService:
 
     @classmethod
     def open(cls, config: ServeConfig, log: Callable[[str], None] | None = None) -> UpscaleService:
-        """Load ``config.model`` as ``load_selected`` does (``backend="auto"``: timed on the serving window)."""
+        """Load ``config.model`` as ``load_selected`` does (``backend="auto"``: routes timed on one window of
+        ``config.window``, or 128 x 128 when the window is left to the model, whose halo is known only once
+        it is loaded)."""
         window = config.window or 128
         upscaler, selection = load_selected(
             config.model, backend=config.backend, precision=config.precision, device=config.device,
