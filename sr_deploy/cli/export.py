@@ -49,6 +49,8 @@ def export_onnx_command(
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote {result.path}: {result.parity.summary()}", highlight=False)
+    if result.fallback:
+        console.print(f"note: {result.fallback}", highlight=False)
 
 
 @export_app.command("fp16")

@@ -37,3 +37,10 @@ def test_an_unknown_checkpoint_is_a_one_line_error_naming_it(tmp_path: Path) -> 
                                       "--backend", "torch", "--no-tune"])
     assert result.exit_code != 0
     assert "mystery.ckpt" in result.output and "foo.weight" in result.output
+
+
+def test_export_onnx_reports_a_fixed_shape_fallback(tmp_path: Path) -> None:
+    weights = save_third_party("swinir-x2", tmp_path / "swinir-x2.safetensors")
+    result = CliRunner().invoke(app, ["export", "onnx", str(weights), "-o", str(tmp_path / "s.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "note: dynamic height/width failed the gate" in result.output and "fixed 64x64" in result.output
