@@ -61,3 +61,27 @@ def test_deployment_answers_like_the_local_server(ray_local: ModuleType, small_o
             assert 'sr_deploy_requests_total{status="200"}' in metrics
     finally:
         ray_serve.shutdown()
+
+
+def test_scaling_options() -> None:
+    from sr_deploy.cluster.deployment import Scaling
+
+    config = ServeConfig(max_batch=8, max_queue=16, grace_s=5)
+    fixed = Scaling(replicas=3).options(config)
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert (fixed["max_ongoing_requests"], fixed["max_queued_requests"]) == (17, 16)  # the app's own 503 first
+    auto = Scaling(replicas=2, min_replicas=1, max_replicas=4, gpus=1).options(config)
+    assert auto["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 2,
+                                          "target_ongoing_requests": 8}
+    assert auto["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1}
+    with pytest.raises(ValueError, match=r"min_replicas \(3\) is above max_replicas \(2\)"):
+        Scaling(min_replicas=3, max_replicas=2)
+
+
+def test_serve_cluster_option_errors_are_usage_errors() -> None:
+    from typer.testing import CliRunner
+
+    from sr_deploy.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--cluster", "auto", "--min-replicas", "3", "--max-replicas", "2"])
+    assert result.exit_code == 2 and "min_replicas (3) is above max_replicas (2)" in result.output
