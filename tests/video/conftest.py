@@ -127,11 +127,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny() -> Iterator[TorchUpscaler]:
-    """SRResNet(8 features, 1 block) x4 with random weights on torch CPU, run on one thread while the video
-    tests use it: the CPUs are shared (with the decoder and encoder threads too), and on a loaded 2-core
-    machine two torch threads waiting for each other made a 32 x 24 frame 40 times slower."""
+    """SRResNet(8 features, 1 block) x4 with random weights on torch CPU, run on one thread while a video test
+    module uses it (restored after it): the CPUs are shared (with the decoder and encoder threads too), and on
+    a loaded 2-core machine two torch threads waiting for each other made a 32 x 24 frame 40 times slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield TorchUpscaler(random_srresnet(TINY_RANDOM), TINY_RANDOM)
