@@ -76,17 +76,20 @@ def evaluate(
     on_image: Callable[[str], None] | None = None,
     *,
     on_skip: Callable[[str, str], None] | None = None,
+    max_pixels: int | None = None,
 ) -> pl.DataFrame:
     """Score ``upscaler`` on each HR image (standard pair: modcrop, MATLAB bicubic LR); one row per
     image: ``name, psnr_y, ssim_y``.
 
-    An image that cannot be read or is too small raises :class:`~sr_deploy.data.image_io.ImageReadError`;
-    with ``on_skip`` it is left out instead and ``on_skip(name, reason)`` is called.
+    An image that cannot be read, is too small or (from its header) has more than ``max_pixels`` pixels raises
+    :class:`~sr_deploy.data.image_io.ImageReadError`; with ``on_skip`` it is left out instead and
+    ``on_skip(name, reason)`` is called. The whole LR image is one ``upscaler.run``: pass a
+    :class:`~sr_deploy.runtime.tiling.TiledUpscaler` to bound memory on large images.
     """
     rows = []
     for path in images:
         try:
-            pair = make_eval_pair(path, upscaler.scale)
+            pair = make_eval_pair(path, upscaler.scale, max_pixels)
         except ImageReadError as exc:
             if on_skip is None:
                 raise

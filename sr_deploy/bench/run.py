@@ -38,6 +38,7 @@ from sr_deploy.data.datasets import EvalPair, collect_images, crop_pair, make_ev
 from sr_deploy.data.image_io import write_image
 from sr_deploy.models.weights import load_weights
 from sr_deploy.runtime.load import load
+from sr_deploy.runtime.tiling import TiledUpscaler
 from sr_deploy.scoring import evaluate, super_resolve_pair
 
 #: Parity batches (N, H, W) in LR pixels: two sizes, one of them a batch of two.
@@ -107,8 +108,8 @@ def accuracy_rows(v: Variant, up: Upscaler | None, sets: dict[str, list[Path]], 
             rows.append({"variant": v.name, "precision": v.precision, "dataset": name, "status": v.label})
             continue
         try:
-            df = evaluate(up, images)
-        except ValueError as exc:  # e.g. an engine whose profile does not cover the image size
+            df = evaluate(TiledUpscaler(up), images)  # tiled within the memory budget: equal to whole-image runs
+        except ValueError as exc:  # e.g. an engine whose profile does not cover the windows
             rows.append({"variant": v.name, "precision": v.precision, "dataset": name,
                          "status": f"not available: {exc}"})
             continue

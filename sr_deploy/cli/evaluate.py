@@ -28,7 +28,8 @@ from sr_deploy.cli.common import (
     print_table,
 )
 from sr_deploy.data.datasets import collect_images
-from sr_deploy.data.image_io import ImageReadError
+from sr_deploy.data.image_io import DEFAULT_MAX_PIXELS, ImageReadError
+from sr_deploy.runtime.tiling import TiledUpscaler
 from sr_deploy.vocabulary import BACKENDS, PRECISIONS
 
 
@@ -44,11 +45,15 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object to stdout (infinite PSNR as null)")
     ] = False,
+    max_pixels: Annotated[int, typer.Option(
+        min=1, help="Skip HR images whose header says they have more pixels than this (nothing is decoded)")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Y-channel PSNR/SSIM against HR ground truth (modcrop, MATLAB bicubic LR, shave = scale).
 
-    An image that cannot be read or is too small is skipped (named on stderr and under "skipped" in
-    --json) and the exit code is 1; when no image can be scored it is an error (exit 2).
+    Models run tiled within the memory budget (the scores equal whole-image runs). An image that cannot be
+    read, is too small or too large is skipped (named on stderr and under "skipped" in --json) and the exit
+    code is 1; when no image can be scored it is an error (exit 2).
 
     Examples:
 
@@ -65,9 +70,9 @@ def evaluate(
 
     try:
         images = collect_images([str(d) for d in data] if data else None, split="eval")
-        upscaler = sr.load(model, scale=scale)
+        upscaler = TiledUpscaler(sr.load(model, scale=scale))
         with console.status(f"evaluating {upscaler.name}"):
-            df = sr.evaluate(upscaler, images, on_skip=skip)
+            df = sr.evaluate(upscaler, images, on_skip=skip, max_pixels=max_pixels)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError, ImageReadError) as exc:
         raise fail(str(exc)) from None
     if df.is_empty():

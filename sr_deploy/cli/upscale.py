@@ -45,9 +45,14 @@ from sr_deploy.cli.video import (
     video_size,
 )
 from sr_deploy.cluster import INSTALL_HINT, FileOutcome
-from sr_deploy.data.image_io import ImageReadError, image_size, printable
+from sr_deploy.data.image_io import (
+    DEFAULT_MAX_PIXELS,
+    OUTPUT_PIXELS_FACTOR,
+    ImageReadError,
+    image_size,
+    printable,
+)
 from sr_deploy.pipeline import TARGETS, StepResult, run_demo
-from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, OUTPUT_PIXELS_FACTOR
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
 from sr_deploy.video import VIDEO_SUFFIXES

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_deploy.data.image_io import ImageReadError, list_images, printable, read_image
+from sr_deploy.data.image_io import ImageReadError, check_pixel_limit, list_images, printable, read_image
 from sr_deploy.data.imresize import imresize, modcrop
 
 EMBEDDED_TRAIN = ("chelsea.png", "coffee.png", "rocket.jpg", "ihc.png", "hubble_deep_field.jpg",
@@ -72,11 +72,14 @@ def crop_pair(pair: EvalPair, y: int, x: int, size: int, scale: int, name: str |
     )
 
 
-def make_eval_pair(path: str | os.PathLike[str], scale: int) -> EvalPair:
+def make_eval_pair(path: str | os.PathLike[str], scale: int, max_pixels: int | None = None) -> EvalPair:
     """Read ``path`` and build the standard pair: modcrop(HR, scale), LR = MATLAB bicubic 1/scale.
 
-    16-bit images are reduced to 8 bits (the published protocol is 8-bit).
+    16-bit images are reduced to 8 bits (the published protocol is 8-bit). ``max_pixels``: refuse an HR
+    image with more pixels than this from its header, before decoding (:class:`ImageReadError`, "too large").
     """
+    if max_pixels is not None:
+        check_pixel_limit(path, 1, max_pixels)
     img = read_image(path)
     if img.dtype == np.uint16:
         img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)

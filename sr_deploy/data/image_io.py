@@ -139,6 +139,29 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
+#: The largest input image read by default (pixels, from the file's header: upscale, evaluate, serve); the
+#: output may have :data:`OUTPUT_PIXELS_FACTOR` times as many.
+DEFAULT_MAX_PIXELS = 64_000_000
+OUTPUT_PIXELS_FACTOR = 16
+
+
+def check_pixel_limit(source: str | os.PathLike[str], scale: int, max_pixels: int) -> None:
+    """Raise :class:`~sr_deploy.data.ImageReadError` ("too large") when the header of ``source`` says it has
+    more than ``max_pixels`` pixels, or its ``scale`` times larger output more than ``max_pixels *``
+    :data:`OUTPUT_PIXELS_FACTOR`; nothing is decoded. A header that cannot be read passes: reading the
+    file says what is wrong with it."""
+    try:
+        height, width = image_size(source)
+    except ImageReadError:
+        return
+    if width * height > max_pixels:
+        raise ImageReadError(source, f"too large ({width}x{height}, limit {max_pixels:,} pixels; see max_pixels)")
+    out_limit = max_pixels * OUTPUT_PIXELS_FACTOR
+    if width * height * scale**2 > out_limit:
+        raise ImageReadError(source, f"too large ({width}x{height} -> {width * scale}x{height * scale}, limit "
+                                     f"{out_limit:,} output pixels; see max_pixels)")
+
+
 def _tiff_is_16_bit(im: Image.Image) -> bool:
     bits = getattr(im, "tag_v2", {}).get(258, (8,))
     return max(bits if isinstance(bits, tuple) else (bits,)) == 16

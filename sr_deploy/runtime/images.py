@@ -21,8 +21,8 @@ import numpy as np
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.data.image_io import (
-    ImageReadError,
-    image_size,
+    DEFAULT_MAX_PIXELS,
+    check_pixel_limit,
     max_value,
     read_image,
     rgb_to_channels,
@@ -32,28 +32,6 @@ from sr_deploy.data.image_io import (
 )
 from sr_deploy.data.imresize import imresize
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
-
-#: The largest input :func:`upscale_file` reads by default (pixels, from the file's header); the output may
-#: have :data:`OUTPUT_PIXELS_FACTOR` times as many.
-DEFAULT_MAX_PIXELS = 64_000_000
-OUTPUT_PIXELS_FACTOR = 16
-
-
-def check_pixel_limit(source: str | os.PathLike[str], scale: int, max_pixels: int) -> None:
-    """Raise :class:`~sr_deploy.data.ImageReadError` ("too large") when the header of ``source`` says it has
-    more than ``max_pixels`` pixels, or its ``scale`` times larger output more than ``max_pixels *``
-    :data:`OUTPUT_PIXELS_FACTOR`; nothing is decoded. A header that cannot be read passes: reading the
-    file says what is wrong with it."""
-    try:
-        height, width = image_size(source)
-    except ImageReadError:
-        return
-    if width * height > max_pixels:
-        raise ImageReadError(source, f"too large ({width}x{height}, limit {max_pixels:,} pixels; see max_pixels)")
-    out_limit = max_pixels * OUTPUT_PIXELS_FACTOR
-    if width * height * scale**2 > out_limit:
-        raise ImageReadError(source, f"too large ({width}x{height} -> {width * scale}x{height * scale}, limit "
-                                     f"{out_limit:,} output pixels; see max_pixels)")
 
 
 def upscale_image(

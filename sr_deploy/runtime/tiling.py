@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
-from sr_deploy.backends.base import Upscaler
+from sr_deploy.backends.base import ShapeLimits, Upscaler
 from sr_deploy.models.descriptor import ModelDescriptor
 
 MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET = 1 << 30, 16 << 30
@@ -281,3 +281,25 @@ def place_window(out: np.ndarray, y: Span, x: Span, tile_out: np.ndarray, scale:
     out[:, y.keep_start * scale : y.keep_stop * scale, x.keep_start * scale : x.keep_stop * scale] = (
         tile_out[:, top : top + rows, left : left + cols]
     )
+
+
+class TiledUpscaler(Upscaler):
+    """``inner`` run window by window within a memory budget: an :class:`Upscaler` that takes any image size
+    (the scorer, :func:`sr_deploy.scoring.evaluate`, and the bench's accuracy runs use it, so their peak memory
+    is bounded like ``upscale``'s). ``run(N x 3 x H x W)`` tiles each image with :func:`plan_tiles` (``tile``
+    and ``memory_budget`` as there) and returns what ``inner.run`` would, up to float rounding. Closing it
+    closes ``inner``."""
+
+    def __init__(self, inner: Upscaler, tile: int | None = None, memory_budget: int | None = None) -> None:
+        self.inner, self.tile, self.memory_budget = inner, tile, memory_budget
+        self.name, self.device, self.precision = f"{inner.name}+tiled", inner.device, inner.precision
+        self.descriptor = inner.descriptor
+        self.limits = ShapeLimits()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        _, _, height, width = batch.shape
+        plan = plan_tiles(self.inner, height, width, self.tile, self.memory_budget)
+        return np.stack([upscale_tiled(self.inner, image, plan) for image in batch])
+
+    def _release(self) -> None:
+        self.inner.close()

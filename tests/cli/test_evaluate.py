@@ -125,3 +125,15 @@ def test_bad_image_is_skipped_and_named_table(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "a_good" in result.stdout and "c_good" in result.stdout and "mean" in result.stdout
     assert "b_broken" not in result.stdout and "skipped b_broken: " in result.stderr
+
+
+def test_images_over_max_pixels_are_skipped_from_their_header(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "small.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    write_image(tmp_path / "large.png", rng.integers(0, 256, (64, 48, 3), dtype=np.uint8))
+    result = runner.invoke(app, ["evaluate", "--model", "bicubic", "--data", str(tmp_path), "--json",
+                                 "--max-pixels", "2000"])
+    assert result.exit_code == 1, result.stderr
+    obj = json.loads(result.stdout)
+    assert [row["name"] for row in obj["images"]] == ["small"]
+    assert obj["skipped"] == [{"name": "large", "reason": "too large (48x64, limit 2,000 pixels; see max_pixels)"}]

@@ -11,6 +11,7 @@ from sr_deploy.backends.base import ShapeLimits
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.models import ModelDescriptor
 from sr_deploy.runtime.tiling import (
+    TiledUpscaler,
     TilePlan,
     axis_spans,
     bytes_per_pixel,
@@ -151,3 +152,19 @@ def test_other_scales() -> None:
     tiled = upscale_tiled(up, x, plan_tiles(up, 33, 27, tile=6))
     assert tiled.shape == (3, 66, 54)
     assert np.abs(tiled - up.run(x[None])[0]).max() <= 1e-5
+
+
+def test_tiled_upscaler_runs_any_size_within_the_budget_as_the_model_does() -> None:
+    inner = TorchUpscaler(random_srresnet(), SMALL)
+    budget = bytes_per_pixel(SMALL, "fp32") * 45 * 45  # windows of at most 2025 pixels: two per image
+    tiled = TiledUpscaler(inner, memory_budget=budget)
+    batch = np.stack([image(37, 70, seed=1), image(37, 70, seed=2)])
+    assert plan_tiles(inner, 37, 70, memory_budget=budget).count > 1
+    out = tiled.run(batch)
+    np.testing.assert_allclose(out, inner.run(batch), rtol=0, atol=1e-5)
+    assert tiled.scale == 4 and tiled.descriptor is inner.descriptor and tiled.name.endswith("+tiled")
+    assert tiled.accepts((1, 3, 5000, 5000))  # any size: the windows are what the model sees
+    with tiled:
+        pass
+    with pytest.raises(RuntimeError, match="is closed"):  # closing the wrapper closes the model
+        inner.run(batch)
