@@ -274,7 +274,7 @@ def join_segments(store: SegmentStore, source: VideoInfo, destination: Path, sca
             atomic_open(destination, "wb") as handle:
         with av.open(handle, "w", format=store.muxer) as out:
             template = first.streams.video[0]
-            video = out.add_stream_from_template(template)
+            video = out.add_stream_from_template(template, opaque=True)  # a copy: no codec opened
             src_video = src.streams[source.index]
             for key in ("language", "title", "handler_name"):
                 if key in src_video.metadata:

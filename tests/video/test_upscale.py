@@ -70,6 +70,15 @@ def test_ten_bit_source_stays_ten_bit_hevc_with_its_colour(clips: dict[str, Path
     assert len(frame_times(out)) == 12
 
 
+def test_ten_bit_source_stays_ten_bit_av1_in_mp4(clips: dict[str, Path], tiny: TorchUpscaler, tmp_path: Path) -> None:
+    out = tmp_path / "up.mp4"
+    upscale_video(tiny, clips["tenbit"], out, VideoOptions(codec="libsvtav1", preset="12"))
+    info = stream_info(out)
+    assert info.pop("codec") in ("av1", "libdav1d")  # the name of the decoder FFmpeg picks
+    assert info == {"size": (128, 96), "pix_fmt": "yuv420p10le", "colour": (9, 1, 9, 14)}
+    assert frame_times(out) == frame_times(clips["tenbit"])
+
+
 def test_lossless_rgb_output_equals_upscale_image_of_each_decoded_frame(clips: dict[str, Path],
                                                                         tiny: TorchUpscaler, tmp_path: Path) -> None:
     out = tmp_path / "up.mkv"
