@@ -102,13 +102,13 @@ def serve_cluster(config: ServeConfig, scaling: Scaling, address: str = AUTO_ADD
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
     with connected(address):
+        previous = signal.signal(signal.SIGTERM, stop)  # after Ray's start-up, which installs its own
         try:
             start(config, scaling)
             signal.pause()
         except KeyboardInterrupt:
             pass
         finally:
-            ray_serve.shutdown()
             signal.signal(signal.SIGTERM, previous)
+            ray_serve.shutdown()

@@ -18,6 +18,10 @@ from sr_deploy.data.image_io import read_image, write_image
 CORRUPT = "corrupt.png"
 
 
+#: the tests that use :func:`ray_local`: one pytest-xdist group (with ``--dist loadgroup``, one Ray per run)
+ray_group = pytest.mark.xdist_group("ray")
+
+
 @pytest.fixture(scope="session")
 def ray_local(private_cache: Path) -> Iterator[ModuleType]:
     """``ray``, initialised as a 2-CPU local instance (its workers inherit the tests' private cache)."""

@@ -17,7 +17,7 @@ from sr_deploy.cluster.batch import plan_files
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.runtime.jobs import plan_job, run_job
 from sr_deploy.runtime.load import load
-from tests.cluster.conftest import CORRUPT
+from tests.cluster.conftest import CORRUPT, ray_group
 
 
 def local_job(model: Path, photos: Path, out: Path) -> dict[str, str]:
@@ -31,6 +31,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@ray_group
 def test_cluster_job_equals_the_local_job_and_resumes(ray_local: ModuleType, small_onnx: Path, photos: Path,
                                                       tmp_path: Path) -> None:
     local = local_job(small_onnx, photos, tmp_path / "local")
@@ -60,6 +61,7 @@ def test_cluster_job_equals_the_local_job_and_resumes(ray_local: ModuleType, sma
     assert (tmp_path / "cluster" / "grey.png").read_bytes() == written["grey.png"]
 
 
+@ray_group
 def test_uris_give_the_same_files(ray_local: ModuleType, small_onnx: Path, photos: Path, tmp_path: Path) -> None:
     local_job(small_onnx, photos, tmp_path / "local")
     out_uri = (tmp_path / "remote").as_uri()

@@ -14,6 +14,7 @@ import pytest
 from sr_deploy.data.image_io import encode_image
 from sr_deploy.runtime.load import load
 from sr_deploy.serve import ServeConfig, UpscaleService
+from tests.cluster.conftest import ray_group
 from tests.serve.conftest import WINDOW, running
 from tests.serve.test_app import image
 
@@ -26,6 +27,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@ray_group
 def test_deployment_answers_like_the_local_server(ray_local: ModuleType, small_onnx: Path) -> None:
     pytest.importorskip("ray.serve")
     from ray import serve as ray_serve
