@@ -31,6 +31,7 @@ from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS
 from sr_deploy.runtime.jobs import JobPlan, Outcome, expand_inputs, plan_job, run_job
 from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.tiling import default_memory_budget
+from sr_deploy.video import VIDEO_SUFFIXES, is_video
 from sr_deploy.vocabulary import AUTO
 
 
@@ -78,13 +79,18 @@ class Settings:
 
 def plan_files(inputs: Sequence[str], output: str) -> tuple[list[tuple[str, str]], list[FileOutcome]]:
     """(source, destination) pairs and the inputs that failed before processing. Local inputs and a local
-    output: :func:`~sr_deploy.runtime.jobs.plan_job`'s rules. URIs: a folder's images by suffix (not
+    output: :func:`~sr_deploy.runtime.jobs.plan_job`'s rules, videos found as the local command finds them
+    and reported as not upscaled here (images only). URIs: a folder's images by suffix (not
     below it), or one file; the output folder gets ``<folder>/<input name>``, a single input may name a file."""
     local = [text for text in inputs if not files.is_uri(text)]
     remote = [text for text in inputs if files.is_uri(text)]
     if not remote and not files.is_uri(output):
-        plan = plan_job(local, output)
-        return ([(os.fspath(s), os.fspath(d)) for s, d in plan.pairs], [FileOutcome.of(p) for p in plan.problems])
+        plan = plan_job(local, output, accept=is_video, file_suffixes=VIDEO_SUFFIXES)
+        images = [(os.fspath(s), os.fspath(d)) for s, d in plan.pairs if s.suffix.lower() in IMAGE_SUFFIXES]
+        videos = [FileOutcome(printable(s), printable(d), "failed", f"{printable(s)} is a video: the cluster path "
+                              "upscales images only; upscale it without --cluster")
+                  for s, d in plan.pairs if s.suffix.lower() not in IMAGE_SUFFIXES]
+        return images, [*map(FileOutcome.of, plan.problems), *videos]
     sources, problems = [], []
     if local:
         found, local_problems = _expand_local(local)

@@ -86,6 +86,10 @@ def test_planning_uris(photos: Path, tmp_path: Path) -> None:
         plan_files([folder], "file:///out/x.png")
     pairs, problems = plan_files([f"{folder}/rgb.png", str(photos / "rgb.png")], "file:///out/")
     assert len(pairs) == 1 and "has the same output name" in problems[0].message
+    (tmp_path / "clip.mp4").write_bytes(b"not really")  # a video is named, not silently left out
+    pairs, problems = plan_files([str(photos / "rgb.png"), str(tmp_path / "clip.mp4")], str(tmp_path / "out"))
+    assert len(pairs) == 1 and problems[0].message.endswith("is a video: the cluster path upscales images only; "
+                                                            "upscale it without --cluster")
 
 
 def test_without_ray_the_message_says_how_to_install(monkeypatch: pytest.MonkeyPatch, photos: Path,
