@@ -60,11 +60,16 @@ def symmetric_int8_refusal(flags: Collection[str]) -> str | None:
     the uint8-activation ``ort-cpu`` layout (issue 18). sr-deploy refuses rather than converts: the file is the
     user's, and the fix (an ``ort-cpu`` export, or ONNX Runtime) is named in the message."""
     cpu = CpuInfo("", frozenset(flags))
-    if cpu.vnni:
+    return symmetric_int8_refusal_for(cpu.vnni, cpu.isa)
+
+
+def symmetric_int8_refusal_for(vnni: bool, isa: str | None) -> str | None:
+    """:func:`symmetric_int8_refusal` of a CPU known by whether it has VNNI and its ISA class."""
+    if vnni:
         return None
     return (f"OpenVINO on symmetric int8 activations (the tensorrt Q/DQ layout) collapses accuracy on CPUs without "
-            f"VNNI (this one is of the {cpu.isa} class; 23.15 dB Set5 measured on an AVX2 CPU): export it with "
-            "target='ort-cpu' (uint8 activations) or run it on ONNX Runtime")
+            f"VNNI (this one is of the {isa or 'unknown'} class; 23.15 dB Set5 measured on an AVX2 CPU): export it "
+            "with target='ort-cpu' (uint8 activations) or run it on ONNX Runtime")
 
 
 def symmetric_int8_activations(model: onnx.ModelProto) -> bool:

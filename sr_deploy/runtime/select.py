@@ -21,7 +21,7 @@ from pathlib import Path
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
-from sr_deploy.backends.openvino import OvUpscaler, openvino_unavailable_reason
+from sr_deploy.backends.openvino import OvUpscaler, openvino_unavailable_reason, symmetric_int8_refusal_for
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt import TrtUpscaler
 from sr_deploy.backends.trt_metadata import read_metadata
@@ -120,10 +120,8 @@ class Facts:
                 return self.openvino
             if route.precision == "bf16" and not self.cpu_bf16:
                 return "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
-            if route.precision == "int8" and artifact is not None and artifact.layout == "tensorrt" \
-                    and not self.cpu_vnni:
-                return ("OpenVINO on symmetric int8 activations (the tensorrt Q/DQ layout) collapses accuracy on "
-                        "CPUs without VNNI (23.15 dB Set5 measured on an AVX2 CPU): use an ort-cpu layout export")
+            if route.precision == "int8" and artifact is not None and artifact.layout == "tensorrt":
+                return symmetric_int8_refusal_for(self.cpu_vnni, self.cpu_isa)
         if route.backend == "tensorrt" and self.tensorrt:
             return self.tensorrt  # says why, CUDA included
         if route.device == "cuda" and self.cuda:
