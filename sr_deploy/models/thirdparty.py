@@ -100,8 +100,8 @@ def import_spandrel() -> types.ModuleType:
     if "spandrel" in sys.modules:
         return sys.modules["spandrel"]
     problem = _torchvision_problem()
-    placeholders = _placeholder_torchvision(problem) if problem else {}
-    saved = {name: sys.modules.pop(name) for name in _TORCHVISION_NAMES if name in sys.modules}
+    placeholders = _placeholder_torchvision(problem) if problem else {}  # none: spandrel gets the real one
+    saved = {name: sys.modules.pop(name) for name in placeholders if name in sys.modules}
     sys.modules.update(placeholders)
     try:
         import spandrel
@@ -111,7 +111,7 @@ def import_spandrel() -> types.ModuleType:
     finally:
         for name in placeholders:
             sys.modules.pop(name, None)
-        sys.modules.update(saved if problem else {})
+        sys.modules.update(saved)
     return spandrel
 
 

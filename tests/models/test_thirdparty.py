@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -116,3 +118,20 @@ def test_the_placeholder_refuses_to_be_used_and_says_why() -> None:
     assert functional.InterpolationMode.BILINEAR.value == "bilinear"
     with pytest.raises(RuntimeError, match=r"torchvision.*not available here.*nms"):
         functional.rotate(torch.zeros(1), 90)
+
+
+def test_an_importable_torchvision_is_the_one_spandrel_gets(tmp_path: Path) -> None:
+    """A torchvision that imports (here a stand-in package first on the path) is used as is: no placeholder."""
+    functional = tmp_path / "torchvision" / "transforms" / "functional.py"
+    functional.parent.mkdir(parents=True)
+    (tmp_path / "torchvision" / "__init__.py").write_text("")
+    (functional.parent / "__init__.py").write_text("")
+    functional.write_text("import enum\nclass InterpolationMode(enum.Enum):\n    BILINEAR = 'bilinear'\n"
+                          "def rotate(*a): return 'stand-in rotate'\ndef normalize(*a): return 'stand-in'\n")
+    code = ("import sys; from sr_deploy.models.thirdparty import import_spandrel; import_spandrel(); "
+            "lama = sys.modules['spandrel.architectures.LaMa.__arch.LaMa']; "
+            "assert lama.rotate() == 'stand-in rotate', lama.rotate; "
+            "assert sys.modules['torchvision.transforms.functional'].rotate is lama.rotate")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
