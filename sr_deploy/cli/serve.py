@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from sr_deploy.cli.common import AUTO_DEVICE_CHOICES, OptionalPsnrBudgetOpt, choices, console, fail, log_text
 from sr_deploy.cluster import INSTALL_HINT
@@ -52,7 +53,7 @@ def serve(
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback --host without a token")] = False,
     cluster: Annotated[str | None, typer.Option(
         help="Serve as a Ray Serve deployment: 'auto' ($RAY_ADDRESS, the cluster 'ray start' began here, else a "
-        f"new local one) or the cluster's address (needs {INSTALL_HINT})")] = None,
+        f"new local one) or the cluster's address (needs {escape(INSTALL_HINT)})")] = None,
     replicas: Annotated[int, typer.Option(min=1, help="With --cluster: replicas, one model each")] = 1,
     min_replicas: Annotated[int | None, typer.Option(
         min=0, help="With --cluster: autoscale on requests in flight, down to this many replicas")] = None,

@@ -94,7 +94,7 @@ def upscale(
     decode_errors: DecodeErrorsOpt = "stop",
     cluster: Annotated[str | None, typer.Option(
         help="Run the job on a Ray cluster: 'auto' ($RAY_ADDRESS, the cluster 'ray start' began here, else a new "
-        f"local one) or the cluster's address (images only; needs {INSTALL_HINT})")] = None,
+        f"local one) or the cluster's address (images only; needs {escape(INSTALL_HINT)})")] = None,
     workers: Annotated[int | None, typer.Option(
         min=1, help="With --cluster: at most this many model actors (default: one per GPU, else one per CPU)")
     ] = None,
