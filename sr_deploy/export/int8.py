@@ -118,8 +118,11 @@ def export_int8(
         reduce_range = not LAYOUTS[target].symmetric_activations and not cpu.vnni
     fp32, desc = meta.load_sr_onnx(model, "fp32")
     layout = LAYOUTS[target]
-    cset = calibration_set(calib, desc.scale, num_images)
-    pairs = validation_pairs(val, desc.scale)
+    if desc.fixed_size is not None and desc.fixed_size[0] != desc.fixed_size[1]:
+        raise ExportError(f"int8 needs square crops; this export's fixed input is {desc.fixed_size}")
+    sizes = {} if desc.fixed_size is None else {"crop": desc.fixed_size[0]}  # a fixed-shape export runs one size
+    cset = calibration_set(calib, desc.scale, num_images, **sizes)
+    pairs = validation_pairs(val, desc.scale, **sizes)
     with tempfile.TemporaryDirectory(prefix="sr-deploy-int8.") as tmp:
         model_path = Path(tmp) / "fp32.onnx"  # ONNX Runtime's quantization tools read files
         atomic_write_bytes(model_path, fp32.SerializeToString())
