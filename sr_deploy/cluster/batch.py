@@ -2,7 +2,8 @@
 with Ray Data.
 
 The driver plans the job as the local path does (:func:`~sr_deploy.runtime.jobs.plan_job`: the same inputs,
-output names, collisions and problems; URI inputs and outputs through :mod:`sr_deploy.cluster.files`), then
+output names, collisions and problems; URI inputs and outputs through :mod:`sr_deploy.cluster.files`), removes the
+temporary files a killed job left in the output folders (once), then
 streams one row per (input, output) pair through ``Dataset.map`` on an actor pool: each actor loads the model
 once (:func:`~sr_deploy.runtime.load.load_selected`, with the options of the local job) and runs
 :func:`~sr_deploy.runtime.jobs.run_job` on each pair it is given, so reading, the per-file isolation of bad
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.cluster import files
 from sr_deploy.cluster.connect import AUTO_ADDRESS, connected
 from sr_deploy.data.image_io import IMAGE_SUFFIXES, printable
@@ -178,7 +180,7 @@ class Worker:
     def _run(self, source: Path, destination: Path, overwrite: bool) -> tuple[str, str]:
         s = self.settings
         [outcome] = run_job(self.upscaler, JobPlan(((source, destination),), ()), s.tile, self.memory_budget,
-                            overwrite, max_pixels=s.max_pixels)
+                            overwrite, max_pixels=s.max_pixels, remove_stale=False)  # once, on the driver
         return outcome.status, outcome.message
 
 
@@ -228,6 +230,8 @@ def upscale_cluster(
     for problem in problems:
         if on_outcome is not None:
             on_outcome(problem)
+    for folder in sorted({Path(d).parent for _, d in pairs if not files.is_uri(d)}):
+        remove_stale_temp_files(folder)  # what a killed job left (once here, not once per image in the actors)
     done: dict[tuple[str, str], FileOutcome] = {}
     routes: dict[str, None] = {}
     if pairs:

@@ -148,6 +148,7 @@ def run_job(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     process: Callable[[Path, Path], str | None] | None = None,
+    remove_stale: bool = True,
 ) -> list[Outcome]:
     """Upscale every pair of ``plan``; returns the plan's problems followed by one outcome per pair.
 
@@ -159,10 +160,12 @@ def run_job(
     ``max_pixels`` (see :func:`~sr_deploy.runtime.images.upscale_file`), outputs that cannot be written
     and any other error while processing one file (MemoryError included) are ``failed`` outcomes, not
     exceptions. Temporary files older than an hour in the output folders (left by a killed job) are
-    removed first.
+    removed first, unless ``remove_stale`` is False (a caller that runs one plan in many parts, like the
+    cluster job, removes them once itself).
     """
-    for folder in sorted({dst.parent for _, dst in plan.pairs}):
-        remove_stale_temp_files(folder)
+    if remove_stale:
+        for folder in sorted({dst.parent for _, dst in plan.pairs}):
+            remove_stale_temp_files(folder)
     outcomes = list(plan.problems)
     for src, dst in plan.pairs:
         if dst.exists() and not overwrite:

@@ -5,7 +5,9 @@ install it."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +37,10 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def test_cluster_job_equals_the_local_job_and_resumes(ray_local: ModuleType, small_onnx: Path, photos: Path,
                                                       tmp_path: Path) -> None:
     local = local_job(small_onnx, photos, tmp_path / "local")
+    stale = tmp_path / "cluster" / ".rgb.png.abcd1234.tmp"  # left by a killed job two hours ago
+    stale.parent.mkdir()
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     seen: list[FileOutcome] = []
     job = upscale_cluster([str(photos)], f"{tmp_path / 'cluster'}/", model=str(small_onnx), backend="onnxruntime",
                           workers=2, on_outcome=seen.append)
@@ -47,7 +53,7 @@ def test_cluster_job_equals_the_local_job_and_resumes(ray_local: ModuleType, sma
     assert CORRUPT in by_name[CORRUPT].message and "corrupt or truncated" in by_name[CORRUPT].message
     assert len(job.routes) == 1 and job.routes[0].startswith("onnxruntime")
     written = files_of(tmp_path / "cluster")
-    assert written == files_of(tmp_path / "local") and len(written) == 4
+    assert written == files_of(tmp_path / "local") and len(written) == 4  # and the stale temporary file is gone
 
     # a re-run through the command line: finished files are left alone, a lost one is made again
     (tmp_path / "cluster" / "grey.png").unlink()
