@@ -75,13 +75,17 @@ def session(
     model: bytes | str | os.PathLike[str],
     providers: Sequence[Provider] | None = None,
     threads: int = 0,
+    priority_order: bool = False,
 ) -> ort.InferenceSession:
     """An ``onnxruntime.InferenceSession`` over ``model`` (serialized bytes or a path): the one place
     sr-deploy creates ONNX Runtime sessions.
 
     ``providers``: execution providers, best first (default CPU); a provider this onnxruntime build
     lacks, or one that fails to start first, is :class:`BackendUnavailable`. ``threads``: intra-op
-    threads (0: ONNX Runtime's default).
+    threads (0: ONNX Runtime's default). ``priority_order``: run the nodes in ONNX Runtime's priority-based
+    order, which frees each activation as soon as its consumers ran (for graphs with many side outputs,
+    such as the fp16 export's per-tensor reductions, where the default order keeps large activations
+    alive: measured 2.96 GB instead of 1.43 GB for SRResNet x4 at 256 x 256, plain inference 1.17 GB).
     """
     try:
         import onnxruntime as ort
@@ -90,6 +94,8 @@ def session(
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if priority_order:
+        options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     providers = list(providers or ["CPUExecutionProvider"])
     wanted = [pr if isinstance(pr, str) else pr[0] for pr in providers]
     missing = [name for name in wanted if name not in ort.get_available_providers()]

@@ -95,7 +95,7 @@ class Fp32Node:
             READS_OVERFLOW: f"reads {self.tensor}{peak}{where}",
             NON_FINITE: f"{self.tensor} is inf/NaN in fp16{where}",
             FEEDS_NON_FINITE: f"its fp16 output makes {self.tensor} inf/NaN{where}",
-            ACCURACY: f"alone in fp16 costs {self.drop_db or 0.0:.4f} dB Y-PSNR",
+            ACCURACY: f"alone in fp16 costs {self.drop_db or 0.0:.2g} dB Y-PSNR (predicted)",
         }[self.reason]
         return f"{self.reason}: {text}"
 
@@ -145,14 +145,16 @@ def tensor_peaks(
 ) -> dict[str, TensorPeak]:
     """:class:`TensorPeak` of each of ``tensors`` (float node outputs of ``model``) over ``inputs``
     (each a ``N x C x H x W`` float32 batch), reduced inside the graph to its max, min and sum (a NaN
-    makes the sum NaN), so nothing is copied out and memory stays that of one inference."""
+    makes the sum NaN), so nothing is copied out; run in priority order, so memory stays near that of
+    one inference."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    names = sorted(tensors)
+    wanted = set(tensors)
+    names = [o for node in model.graph.node for o in node.output if o in wanted]
     index = {name: i for i, name in enumerate(names)}
     stats = ("ReduceMax", "ReduceMin", "ReduceSum")
     nodes: list[onnx.NodeProto] = []
-    for node in probe.graph.node:  # each tensor's reductions right after its producer, so it can be freed early
+    for node in probe.graph.node:  # each tensor's reductions right after its producer
         nodes.append(node)
         nodes.extend(helper.make_node(op, [out], [f"sr_deploy.peak{index[out]}/{op}"],
                                       name=f"sr_deploy.peak{index[out]}/{op}", keepdims=0)
@@ -162,7 +164,7 @@ def tensor_peaks(
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.ValueInfoProto(name=f"sr_deploy.peak{i}/{op}")
                               for i in range(len(names)) for op in stats)
-    session = onnxrt.session(probe.SerializeToString())
+    session = onnxrt.session(probe.SerializeToString(), priority_order=True)
     feed_name = session.get_inputs()[0].name
     peaks = {name: TensorPeak() for name in names}
     for batch in inputs:
@@ -303,6 +305,9 @@ def overflow_search(
             tensor = max(writes or reads, key=lambda t: peaks[t].max_abs)
             kept[node.name] = Fp32Node(OVERFLOW if writes else READS_OVERFLOW, tensor, peaks[tensor].max_abs,
                                        peaks[tensor].input)
+    top = max(produced, key=lambda t: peaks[t].max_abs, default=None)
+    if top is not None:
+        note(f"largest activation |x| {peaks[top].max_abs:.4g} ({top} at {peaks[top].input}); fp16 limit 65504")
     sizes = ", ".join(sorted({shape_text(b.shape[2:]) for b in inputs}, key=lambda t: int(t.split("x")[0])))
     note(f"range check on {len(inputs)} input batch(es), sizes {sizes}: {len(kept)} node(s) at |x| > {limit:.6g}")
     broken_in_fp32 = {name for name, p in peaks.items() if p.non_finite}
@@ -409,7 +414,7 @@ def accuracy_search(
             alone = outputs([c for c in candidates if c != node])
             report.noise[node] = mean_y_mse(alone, reference, desc.scale)
             report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
-            note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.4f} dB alone")
+            note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.2g} dB alone")
         order = sorted(candidates, key=lambda n: report.noise[n])  # least error first
         predicted = [drop_for_noise(total, baseline) for total in accumulate(report.noise[n] for n in order)]
         guess = sum(drop <= budget_db for drop in predicted)
