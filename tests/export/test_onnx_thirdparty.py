@@ -72,3 +72,11 @@ def test_tiled_equals_whole_within_the_stated_tolerance(exported: tuple[str, Pat
         bound = EXACT_TOLERANCE * max(1.0, float(np.abs(whole).max()))
         assert np.abs(tiled - whole).max() <= bound
         assert np.abs(ort_tiled - whole).max() <= 10 * bound
+
+
+def test_int8_of_a_fixed_shape_export_calibrates_at_its_size(tmp_path: Path) -> None:
+    weights = save_third_party("swinir-x2", tmp_path / "swinir-x2.pth")
+    fixed = sr.export_onnx(weights, tmp_path / "swinir.onnx")
+    assert fixed.descriptor.fixed_size is not None
+    int8 = sr.export_int8(fixed, tmp_path / "swinir.int8.onnx", target="ort-cpu", num_images=2)
+    assert int8.parity.passed and int8.calibration["crop"] == fixed.descriptor.fixed_size[0]
