@@ -26,7 +26,7 @@ from sr_deploy.export.fp16_search import (
 )
 from sr_deploy.export.onnx import export_onnx
 from sr_deploy.export.sensitivity import outputs_of, validation_pairs
-from sr_deploy.models import load_weights, save_weights
+from sr_deploy.models import ModelDescriptor, load_weights, save_weights
 from sr_deploy.runtime import load
 from sr_deploy.scoring import mean_y_psnr
 from tests.export.test_fp16_search import CONV, after, overflowing
@@ -154,3 +154,38 @@ def test_fp16_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="max_psnr_drop must be >= 0"):
         export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", num_images=1, large=None, max_psnr_drop=-1)
     assert not (tmp_path / "o.onnx").exists()
+
+
+class ChannelAttentionSR(torch.nn.Module):
+    """Not an SRResNet: conv -> LayerNorm -> channel attention (normalize, MatMul, Softmax) -> channel
+    gate (mean over pixels, Linear, Sigmoid) -> conv -> pixel shuffle x4 (shape ops with int64 tensors)."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.head = torch.nn.Conv2d(3, c, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(c)
+        self.qkv = torch.nn.Conv2d(c, 3 * c, 1)
+        self.gate = torch.nn.Linear(c, c)
+        self.tail = torch.nn.Conv2d(c, 3 * 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        n, c, h, w = f.shape
+        t = self.norm(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        q, k, v = self.qkv(t).flatten(2).chunk(3, dim=1)
+        q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+        y = (torch.softmax(q @ k.transpose(1, 2) * 4.0, dim=-1) @ v).view(n, c, h, w)
+        g = torch.sigmoid(self.gate(f.mean(dim=(2, 3))))[:, :, None, None]
+        return torch.nn.functional.pixel_shuffle(self.tail(f + y * g), 4)
+
+
+def test_search_runs_on_an_attention_graph(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    desc = ModelDescriptor(scale=4, num_features=16, num_blocks=1, name="channel-attention-x4")
+    fp32 = export_onnx(ChannelAttentionSR().eval(), tmp_path / "a.onnx", descriptor=desc).path
+    ops = {n.op_type for n in onnx.load(str(fp32)).graph.node}
+    assert {"MatMul", "Softmax", "Sigmoid", "ReduceMean", "Reshape"} <= ops
+    result = export_fp16(fp32, tmp_path / "a.fp16.onnx", num_images=1, large=128, max_psnr_drop=0.01)
+    assert result.fp32_nodes == {} and result.parity.passed
+    assert result.budget is not None and result.budget.final_drop <= 0.01
+    assert result.ort_drop_db is not None and result.ort_drop_db <= 0.01
