@@ -44,7 +44,7 @@ class BenchConfig:
     skipped by default: minutes of timing that say only "slower than fp32").
     ``tiling_sizes``: image sizes ``(H, W)`` (LR pixels) whose tiling overhead is measured per variant
     (:mod:`sr_deploy.bench.tiling`: tiled against whole-image time; empty: none), ``tiling_repeats`` timed
-    runs each.
+    runs each, for the variants named in ``tiling_variants`` (empty: every variant).
     """
 
     model: str
@@ -67,6 +67,7 @@ class BenchConfig:
     emulated: bool = False
     tiling_sizes: tuple[tuple[int, int], ...] = ((540, 960),)
     tiling_repeats: int = 3
+    tiling_variants: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -227,7 +227,7 @@ def run_bench(config: BenchConfig, out: str | os.PathLike[str], *, log: Log = pr
             log(f"{v.name}: {v.label}")
             parity.append(parity_row(v, up, inputs, refs, weights, log))
             latency += latency_rows(v, up, config, base_rss_mb, log)
-            if up is not None:
+            if up is not None and (not config.tiling_variants or v.name in config.tiling_variants):
                 tiling += [{"variant": v.name, "precision": v.precision, **row} for size in config.tiling_sizes
                            for row in tiling_rows(up, size, repeats=config.tiling_repeats, log=log)]
             accuracy += accuracy_rows(v, up, sets, log)

@@ -111,6 +111,8 @@ def bench(
     repeats: Annotated[int | None, typer.Option(help="Timed runs per shape")] = None,
     tiling_sizes: Annotated[str | None, typer.Option(
         help="Image sizes whose tiling overhead is measured (tiled vs whole), e.g. 540x960; 'none' for none")] = None,
+    tiling_variants: Annotated[str | None, typer.Option(
+        help="Comma list of the variants whose tiling overhead is measured (default: all)")] = None,
     device: Annotated[str | None, typer.Option(help=f"{DEVICE_CHOICES} (torch variants)")] = None,
     suite: SuiteOpt = None,
     quick: QuickOpt = False,
@@ -137,6 +139,8 @@ def bench(
             repeats=repeats, device=device,
             tiling_sizes=None if tiling_sizes is None else () if tiling_sizes == "none"
             else tuple(parse_size(s) for s in tiling_sizes.split(",")),
+            tiling_variants=tuple(t.strip() for t in tiling_variants.split(",") if t.strip()) if tiling_variants
+            else None,
         )
         report_path = sr.run_bench(config, out, log=log_text)
     except (FileNotFoundError, ValueError) as exc:

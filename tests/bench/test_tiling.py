@@ -44,3 +44,15 @@ def test_bench_writes_the_tiling_table_and_report_section(bench_results: Path) -
     assert len(ok) >= 2 and ok["overhead_pct"].is_not_null().all()
     report = (bench_results / "report.md").read_text()
     assert "## Tiling overhead" in report and "computed_ratio" in report
+
+
+def test_tiling_rows_only_for_the_variants_named(random_tiny_weights: Path, tmp_path: Path) -> None:
+    from sr_deploy.bench.config import BenchConfig
+    from sr_deploy.bench.run import run_bench
+    from tests.bench.conftest import SMALL_BENCH
+
+    config = BenchConfig(model=str(random_tiny_weights), backends=("torch",), precisions=("fp32",),
+                         **{**SMALL_BENCH, "tiling_variants": ("torch-fp32+channels_last",)})
+    run_bench(config, tmp_path, log=lambda _m: None)
+    assert set(load_table(tmp_path, "tiling")["variant"]) == {"torch-fp32+channels_last"}
+    assert set(load_table(tmp_path, "latency")["variant"]) >= {"torch-fp32", "torch-fp32+channels_last"}
