@@ -24,7 +24,7 @@ from sr_deploy.artifacts import atomic_write_bytes
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.compare import Comparison, Tolerance
-from sr_deploy.errors import ParityError
+from sr_deploy.errors import ExportError, ParityError
 from sr_deploy.export.calibration import calibration_set
 from sr_deploy.export.fp16_search import (
     ACCURACY,
@@ -147,12 +147,16 @@ def export_fp16(
     fp32 = onnx.ModelProto()
     fp32.CopyFrom(loaded)
     name_nodes(fp32)
-    cset = calibration_set(calib, desc.scale, num_images)
-    big = large_inputs(cset.images, large, desc, meta.static_size(fp32))
-    kept = overflow_search(fp32, cset.batches, big, margin, on_step)
+    if desc.fixed_size is not None and desc.fixed_size[0] != desc.fixed_size[1]:
+        raise ExportError(f"fp16 needs square crops; this export's fixed input is {desc.fixed_size}")
+    sizes = {} if desc.fixed_size is None else {"crop": desc.fixed_size[0]}  # a fixed-shape export runs one size
+    cset = calibration_set(calib, desc.scale, num_images, **sizes)
+    crops = [c[None] for batch in cset.batches for c in batch]  # one image per run (fixed-shape: batch 1)
+    big = large_inputs(cset.images, large, desc, desc.fixed_size or meta.static_size(fp32))
+    kept = overflow_search(fp32, crops, big, margin, on_step)
     budget = pairs = None
     if max_psnr_drop is not None:
-        pairs = validation_pairs(val, desc.scale)
+        pairs = validation_pairs(val, desc.scale, **sizes)
         budget = accuracy_search(fp32, desc, pairs, max_psnr_drop, kept, on_step)
         kept.update({n: Fp32Node(ACCURACY, drop_db=budget.sensitivity[n]) for n in budget.kept})
     half = convert_float_to_float16(

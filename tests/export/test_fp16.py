@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_export_keeps_the_overflowing_conv_and_records_why(trained_tiny_onnx: Pa
     # metadata round trip: the JSON names every kept node with its reason, peak and input size
     record = json.loads(meta.read_props(half)[meta.FP32_NODES])
     assert {n: Fp32Node(**d) for n, d in record["nodes"].items()} == result.fp32_nodes
-    assert record["nodes"][CONV]["max_abs"] > 65504 and record["nodes"][CONV]["input"] == "4x3x48x48"
+    assert record["nodes"][CONV]["max_abs"] > 65504 and record["nodes"][CONV]["input"] == "1x3x48x48"
     assert record["limit"] == 65504 / 4 and record["calibration"]["large"] == []
 
 
@@ -189,3 +190,13 @@ def test_search_runs_on_an_attention_graph(tmp_path: Path) -> None:
     assert result.fp32_nodes == {} and result.parity.passed
     assert result.budget is not None and result.budget.final_drop <= 0.01
     assert result.ort_drop_db is not None and result.ort_drop_db <= 0.01
+
+
+def test_fixed_shape_export_is_searched_at_its_size(trained_tiny_weights: Path, tmp_path: Path) -> None:
+    """A fixed-shape export (batch 1, one size: the fallback for architectures that trace at one size)
+    is calibrated and validated at that size, without the large input it cannot run."""
+    net, desc = load_weights(trained_tiny_weights)
+    fixed = export_onnx(net, tmp_path / "f.onnx", descriptor=dataclasses.replace(desc, fixed_size=(40, 40))).path
+    result = export_fp16(fixed, tmp_path / "f.fp16.onnx", num_images=1, max_psnr_drop=0.05)
+    assert result.calibration["crop"] == 40 and result.calibration["large"] == []
+    assert result.budget is not None and result.budget.validation["crop"] == 40 and result.parity.passed
