@@ -7,7 +7,9 @@ unpickler, and its TorchScript path are not used). spandrel then identifies the 
 the state dict's keys and shapes and builds the network. The :class:`ModelDescriptor` carries
 spandrel's facts (scale, channels, ``supports_half``, ``supports_bfloat16``, size rules, tiling
 advice), the architecture id, the checkpoint's sha256 and the receptive halo measured on the model
-(:func:`sr_deploy.models.receptive.measure_halo`; once per set of weights and process).
+(:func:`sr_deploy.models.receptive.measure_halo`; once per set of weights and process). The size
+multiple is spandrel's times the attention window where the network has one (``window_size``: inputs
+are padded to it and tiles start on its grid, so tiles see the windows the whole image sees).
 
 torchvision. spandrel imports ``torchvision.transforms.functional`` at import time, for two
 architectures that are not super-resolution (LaMa inpainting and RestoreFormer face restoration).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import math
 import os
 import sys
 import types
@@ -216,7 +219,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelDescr
                               f"{loaded.output_channels} output channels; sr-deploy runs RGB (3 -> 3) models")
     model = InputSafe(loaded.model).eval().float()
     rules = loaded.size_requirements
-    multiple, minimum = rules.multiple_of, max(1, rules.minimum)
+    # window attention (SwinIR, OmniSR, HAT...) partitions the image on a grid from its top-left corner: sizes
+    # and tile starts on multiples of the window put every tile's windows where the whole image has them
+    window = getattr(loaded.model, "window_size", 1)
+    window = window if isinstance(window, int) and 1 <= window <= 64 else 1
+    multiple, minimum = math.lcm(rules.multiple_of, window), max(1, rules.minimum)
     sha = sha256_file(p)
     key = weights_digest(state)
     halo = _HALOS.get(key) or measure_halo(model, loaded.scale, 3, min_size=minimum, multiple_of=multiple)

@@ -28,9 +28,9 @@ EXPECTED = {
     "esrgan-x4": ("ESRGAN", 4, 1),
     "esrgan-x2-unshuffle": ("ESRGAN", 2, 4),
     "compact-x4": ("Compact", 4, 1),
-    "swinir-x2": ("SwinIR", 2, 1),
+    "swinir-x2": ("SwinIR", 2, 4),  # its attention window
     "span-x4": ("SPAN", 4, 1),
-    "omnisr-x4": ("OmniSR", 4, 1),
+    "omnisr-x4": ("OmniSR", 4, 4),
     "rcan-x2": ("RCAN", 2, 1),
 }
 
