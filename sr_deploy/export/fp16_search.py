@@ -305,7 +305,8 @@ def overflow_search(
             tensor = max(writes or reads, key=lambda t: peaks[t].max_abs)
             kept[node.name] = Fp32Node(OVERFLOW if writes else READS_OVERFLOW, tensor, peaks[tensor].max_abs,
                                        peaks[tensor].input)
-    top = max(produced, key=lambda t: peaks[t].max_abs, default=None)
+    computed = [o for n in model.graph.node if n.op_type != "Constant" for o in n.output if o in peaks]
+    top = max(computed, key=lambda t: peaks[t].max_abs, default=None)
     if top is not None:
         note(f"largest activation |x| {peaks[top].max_abs:.4g} ({top} at {peaks[top].input}); fp16 limit 65504")
     sizes = ", ".join(sorted({shape_text(b.shape[2:]) for b in inputs}, key=lambda t: int(t.split("x")[0])))
