@@ -2,10 +2,10 @@
 with Ray Data.
 
 The driver plans the job as the local path does (:func:`~sr_deploy.runtime.jobs.plan_job`: the same inputs,
-output names, collisions and problems; URI inputs and outputs through :mod:`sr_deploy.cluster.files`), removes the
-temporary files a killed job left in the output folders (once), then
-streams one row per (input, output) pair through ``Dataset.map`` on an actor pool: each actor loads the model
-once (:func:`~sr_deploy.runtime.load.load_selected`, with the options of the local job) and runs
+output names, collisions and problems; URI inputs and outputs through :mod:`sr_deploy.cluster.files`), removes
+the temporary files a killed job left in the output folders (once), then streams one row per (input, output)
+pair through ``Dataset.map`` on an actor pool: each actor loads the model once
+(:func:`~sr_deploy.runtime.load.load_selected`, with the options of the local job) and runs
 :func:`~sr_deploy.runtime.jobs.run_job` on each pair it is given, so reading, the per-file isolation of bad
 files, tiling and batching of windows, atomic writes and skipping existing outputs are the local path's own,
 and the files written are byte for byte the local path's for the same model, backend and precision. Actors

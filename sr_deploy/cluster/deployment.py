@@ -10,8 +10,9 @@ Replicas: a fixed number, or autoscaling between ``min_replicas`` and ``max_repl
 flight (target: ``max_batch`` per replica, the batch a replica can fill). Each replica admits up to
 ``max_queue`` requests itself and answers 503 + ``Retry-After`` beyond (Serve lets one more through so the
 app's own answer is the one clients see); at most ``max_queue`` more wait in each Serve caller's queue (the
-proxy's: ``max_queued_requests``), and Serve answers 503 beyond that. ``GET /metrics`` answers from the replica the request reached (Prometheus
-should scrape each replica, or read Ray's own metrics, which cover every replica).
+proxy's: ``max_queued_requests``), and Serve answers 503 beyond that. ``GET /metrics`` answers from the
+replica the request reached (Prometheus should scrape each replica, or read Ray's own metrics, which cover
+every replica).
 """
 
 from __future__ import annotations
