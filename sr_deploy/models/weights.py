@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, library_versions, sha256_file
 from sr_deploy.errors import ModelFileError
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
-from sr_deploy.models.thirdparty import load_checkpoint
+from sr_deploy.models.thirdparty import CheckpointError, load_checkpoint
 
 
 class WeightsError(ModelFileError):
@@ -105,13 +105,16 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     """Build the network described beside ``path``, load its weights, return it in eval mode.
 
     A file sr-deploy did not write (no descriptor beside or inside it) is a third-party checkpoint:
-    spandrel identifies and builds it (:func:`~sr_deploy.models.thirdparty.load_checkpoint`; its
-    :class:`~sr_deploy.models.thirdparty.CheckpointError` names the file and what was found).
+    spandrel identifies and builds it (:func:`~sr_deploy.models.thirdparty.load_checkpoint`); a file
+    it cannot read or identify is a :class:`WeightsError` naming the file and what was found.
     """
     try:
         state, desc = read_state(path)
     except ForeignWeights:
-        model, desc = load_checkpoint(path)
+        try:
+            model, desc = load_checkpoint(path)
+        except CheckpointError as exc:  # one error type for every weights file (its message names the file)
+            raise WeightsError(str(exc)) from None
         return model.to(device), desc
     try:
         model = build_model(desc)

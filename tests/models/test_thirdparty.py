@@ -14,11 +14,11 @@ import torch
 import sr_deploy as sr
 from sr_deploy.artifacts import sha256_file
 from sr_deploy.models.thirdparty import (
-    CheckpointError,
     _placeholder_torchvision,
     _torchvision_problem,
     import_spandrel,
 )
+from sr_deploy.models.weights import WeightsError
 from tests.helpers import THIRD_PARTY, save_third_party, third_party_model
 
 pytestmark = pytest.mark.skipif(find_spec("spandrel") is None, reason="needs the [models] extra (spandrel)")
@@ -71,7 +71,7 @@ def test_the_projects_own_weights_still_load_as_before(small_weights: Path) -> N
 def test_unknown_checkpoint_names_the_file_and_the_keys(tmp_path: Path) -> None:
     path = tmp_path / "mystery.pth"
     torch.save({"encoder.stem.weight": torch.zeros(4, 3, 3, 3), "encoder.stem.bias": torch.zeros(4)}, path)
-    with pytest.raises(CheckpointError, match=r"mystery\.pth.*does not recognise.*encoder\.stem\.weight"):
+    with pytest.raises(WeightsError, match=r"mystery\.pth.*does not recognise.*encoder\.stem\.weight"):
         sr.load_weights(path)
     with pytest.raises(sr.ModelFileError, match="mystery.pth"):
         sr.load(path)
