@@ -44,3 +44,15 @@ def test_export_onnx_reports_a_fixed_shape_fallback(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", "onnx", str(weights), "-o", str(tmp_path / "s.onnx")])
     assert result.exit_code == 0, result.output
     assert "note: dynamic height/width failed the gate" in result.output and "fixed 64x64" in result.output
+
+
+def test_upscale_auto_tunes_a_fixed_shape_export_through_its_windows(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    weights = save_third_party("swinir-x2", tmp_path / "swinir-x2.safetensors")  # ONNX only at a fixed 64x64
+    src = tmp_path / "in.png"
+    write_image(src, (np.random.default_rng(1).random((40, 52, 3)) * 255).astype(np.uint8))
+    result = CliRunner().invoke(app, ["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert "failed" not in result.output.split("upscaling")[0]  # every route timed, the fixed ones tiled
+    assert read_image(tmp_path / "out" / "in.png").shape == (80, 104, 3)
