@@ -35,8 +35,19 @@ from sr_deploy.metrics import psnr, ssim, y_mse
 
 
 def upscale_pair(upscaler: Upscaler, pair: EvalPair) -> np.ndarray:
-    """``upscaler`` on ``pair.lr``: ``sH x sW x C`` float32 in [0, 1] (clipped, unrounded), ``C`` of ``pair.hr``."""
-    out = np.clip(nchw_to_hwc(upscaler.run(hwc_to_nchw(to_float_rgb(pair.lr)))), 0.0, 1.0)
+    """``upscaler`` on ``pair.lr``: ``sH x sW x C`` float32 in [0, 1] (clipped, unrounded), ``C`` of ``pair.hr``.
+
+    An image that breaks the model's size rules (a multiple, a minimum side: third-party models) is padded
+    at the bottom and right with its edge pixels up to :meth:`ModelDescriptor.fit_size` and the output
+    cropped back, as tiling does.
+    """
+    lr = hwc_to_nchw(to_float_rgb(pair.lr))
+    height, width = lr.shape[2:]
+    fit_h, fit_w = upscaler.descriptor.fit_size(height, width)
+    if (fit_h, fit_w) != (height, width):
+        lr = np.pad(lr, ((0, 0), (0, 0), (0, fit_h - height), (0, fit_w - width)), mode="edge")
+    scale = upscaler.scale
+    out = np.clip(nchw_to_hwc(upscaler.run(lr)[..., : height * scale, : width * scale]), 0.0, 1.0)
     sr = rgb_to_channels(out, pair.hr.shape[2])
     if sr.shape != pair.hr.shape:
         raise ValueError(f"{upscaler.name} returned {sr.shape} for {pair.name}, expected {pair.hr.shape}")

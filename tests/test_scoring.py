@@ -3,16 +3,20 @@ are comparable to papers), plus the protocol's handling of grey images."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sr_deploy import export_onnx
 from sr_deploy.data import EvalPair, embedded_images, imresize, read_image, write_image
+from sr_deploy.data.datasets import make_eval_pair
 from sr_deploy.data.image_io import ImageReadError
 from sr_deploy.metrics import psnr
 from sr_deploy.runtime import load
-from sr_deploy.scoring import evaluate, super_resolve_pair
+from sr_deploy.scoring import evaluate, super_resolve_pair, upscale_pair
+from tests.helpers import save_third_party
 
 # Bicubic x4, Y channel, shave 4 (e.g. Kim et al., VDSR, CVPR 2016, Table 2; Lim et al., EDSR).
 PUBLISHED_X4 = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027)}
@@ -76,3 +80,18 @@ def test_too_small_image_is_skipped(tmp_path: Path) -> None:
     df = evaluate(load("bicubic", scale=4), [tmp_path / "tiny.png"],
                   on_skip=lambda name, reason: skipped.append((name, reason)))
     assert df.height == 0 and skipped[0][0] == "tiny" and "too small" in skipped[0][1]
+
+
+def test_a_model_with_size_rules_is_scored_on_any_image_size(tmp_path: Path) -> None:
+    """Real-ESRGAN x2's ONNX takes sides that are multiples of 4: a 27 x 33 LR image is padded and cropped back."""
+    if find_spec("spandrel") is None:
+        pytest.skip("needs the [models] extra (spandrel)")
+    onnx_path = export_onnx(save_third_party("esrgan-x2-unshuffle", tmp_path / "x2.pth"), tmp_path / "x2.onnx")
+    hr = (np.random.default_rng(0).random((54, 66, 3)) * 255).astype(np.uint8)
+    write_image(tmp_path / "hr.png", hr)
+    pair = make_eval_pair(tmp_path / "hr.png", 2)
+    assert pair.lr.shape[:2] == (27, 33)
+    with load(onnx_path) as up:
+        assert up.descriptor.size_multiple == 4
+        out = upscale_pair(up, pair)
+    assert out.shape == pair.hr.shape and np.isfinite(out).all()
