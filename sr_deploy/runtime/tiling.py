@@ -239,6 +239,8 @@ def upscale_tiled(upscaler: Upscaler, image: np.ndarray, plan: TilePlan | None =
     _, original_h, original_w = image.shape
     plan = plan or plan_tiles(upscaler, original_h, original_w)
     image = plan_input(image, plan)
+    if plan.count == 1 and not (plan.pad_h or plan.pad_w):  # one window, the whole image: no copies
+        return upscaler.run(image[None])[0]
     _, height, width = image.shape
     s = upscaler.scale
     out = np.empty((3, height * s, width * s), dtype=np.float32)
