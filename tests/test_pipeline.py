@@ -84,3 +84,26 @@ def test_bad_targets_and_missing_model(tmp_path: Path) -> None:
         run_pipeline(PipelineConfig(model="no-such-model"), tmp_path)
     result = CliRunner().invoke(app, ["pipeline", "--model", "m", "--out", str(tmp_path), "--targets", "x"])
     assert result.exit_code == 2 and "unknown targets" in result.output
+
+
+def test_pipeline_takes_a_third_party_checkpoint(tmp_path: Path) -> None:
+    from tests.helpers import save_third_party
+
+    weights = save_third_party("compact-x4", tmp_path / "compact.pth")  # a Real-ESRGAN Compact state dict
+    config = PipelineConfig(model=str(weights), targets=("onnxruntime",), calib_images=2, max_psnr_drop=0.1,
+                            bench={"backends": ("torch", "onnxruntime"), "sizes": ((16, 16),), "batches": (1,),
+                                   "warmup": 1, "repeats": 2, "max_attempts": 1, "budget_s": 1.0,
+                                   "max_images": 1, "tiling_sizes": ()})
+    results = run_pipeline(config, tmp_path / "out", log=lambda _m: None)
+    assert {r.step: r.status for r in results}["export int8 (ort-cpu)"] == "done"
+    variants = load_table(tmp_path / "out" / "bench", "variants")
+    ok = set(variants.filter(pl.col("status") == "ok")["variant"])
+    assert {"torch-fp32", "onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8"} <= ok
+    parity = load_table(tmp_path / "out" / "bench", "parity").filter(pl.col("variant") == "onnxruntime-fp32")
+    assert parity["passed"].all()
+    # the exported file says what it came from: the architecture and the checkpoint's sha256
+    from sr_deploy.artifacts import sha256_file
+    from sr_deploy.backends import onnx_metadata
+
+    desc = json.loads(onnx_metadata.file_props(tmp_path / "out" / "model.fp32.onnx")[onnx_metadata.DESCRIPTOR])
+    assert desc["source_sha256"] == sha256_file(weights) and "compact" in json.dumps(desc).lower()
