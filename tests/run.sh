@@ -17,4 +17,4 @@ mypy sr_deploy
 echo "== typecheck (TensorRT API stubs)"
 bash tests/typecheck_tensorrt.sh
 echo "== pytest"
-python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"
+python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=10 "$@"
