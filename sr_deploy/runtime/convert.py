@@ -2,8 +2,11 @@
 first use and reused afterwards (vs-mlrt's habit for engines).
 
 Converted files live in ``<cache>/converted/`` under names derived from the weights' sha256, the
-target and the sr-deploy version, so a changed weights file or a new sr-deploy gives a new file and
-an unchanged one is reused without work. Each file is made by the export stage's own verified steps
+target and the sr-deploy version (engines: also the GPU architecture they were built for, so a cache shared
+by machines with different GPUs holds one engine per GPU type), so a changed weights file or a new sr-deploy
+gives a new file and an unchanged one is reused without work. Each conversion holds an exclusive lock on
+``<file>.lock`` while it works, so processes that need the same file at once (the actors of a cluster job on one
+node) make it once: the others wait and reuse it. Each file is made by the export stage's own verified steps
 (:func:`~sr_deploy.export.onnx.export_onnx`, :func:`~sr_deploy.export.fp16.export_fp16`,
 :func:`~sr_deploy.export.tensorrt.build_engine`) and written atomically, so an interrupted
 conversion leaves nothing half-written behind. The cache root is ``$SR_DEPLOY_CACHE``, else
@@ -12,8 +15,10 @@ conversion leaves nothing half-written behind. The cache root is ``$SR_DEPLOY_CA
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sr_deploy._version import __version__
@@ -23,7 +28,7 @@ from sr_deploy.export.fp16 import export_fp16
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.onnx import export_onnx
 from sr_deploy.export.tensorrt import build_engine
-from sr_deploy.hardware import this_cpu
+from sr_deploy.hardware import gpu_info, this_cpu
 
 #: File precisions the conversion makes from weights without more input (int8 also needs an accuracy
 #: budget: :func:`convert_int8`).
@@ -58,14 +63,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sr-deploy"
 
 
-def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, max_psnr_drop: float | None = None
-                   ) -> Path:
+def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, max_psnr_drop: float | None = None,
+                   gpu: str | None = None) -> Path:
     """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached
-    (int8: an ONNX made within the Y-PSNR budget ``max_psnr_drop``, on this CPU class)."""
+    (int8: an ONNX made within the Y-PSNR budget ``max_psnr_drop``, on this CPU class; an engine: for the GPU
+    architecture ``gpu``, e.g. ``sm_90``, default: CUDA device 0's)."""
     if precision == "int8" and kind == "onnx" and max_psnr_drop is not None:
         tag = f"int8-{cpu_int8_layout()}-{cpu_int8_engine()}-budget{max_psnr_drop:g}-{this_cpu().isa}"
     elif precision in CONVERTIBLE.get(kind, ()):
-        tag = precision
+        tag = precision if kind == "onnx" else f"{precision}-{gpu or gpu_info().sm}"
     else:
         raise ValueError(f"no conversion of weights to a {precision} {kind}; converted on demand: "
                          + ", ".join(f"{k} {'/'.join(v)}" for k, v in CONVERTIBLE.items())
@@ -82,14 +88,29 @@ def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Cal
     ``max_psnr_drop`` dB; made now
     (the accuracy-budget search, a minute or so for SRResNet x4 on 2 cores) if it is not there yet."""
     target = converted_path(weights, "onnx", "int8", max_psnr_drop)
-    if not target.is_file():
-        fp32 = convert(weights, "onnx", "fp32", log)
-        note = log or (lambda _m: None)
-        note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop,
-                    measure_on=cpu_int8_engine(), on_step=log)
+    if target.is_file():
+        return target
+    fp32 = convert(weights, "onnx", "fp32", log)
+    with making(target):
+        if not target.is_file():  # made by another process while this one waited
+            note = log or (lambda _m: None)
+            note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
+            export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop,
+                        measure_on=cpu_int8_engine(), on_step=log)
     return target
+
+
+@contextmanager
+def making(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<target>.lock`` (its folder created) while ``target`` is made: one process
+    makes a cached file, the others wait, then find it made."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def convert(
@@ -99,18 +120,22 @@ def convert(
     target = converted_path(weights, kind, precision)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     note = log or (lambda _m: None)
     if kind == "engine":
         onnx_file = convert(weights, "onnx", precision, log)
-        note(f"building {target.name} from {onnx_file.name} (first use; cached for next time)")
-        build_engine(onnx_file, target, log=note)
+        with making(target):
+            if not target.is_file():  # built by another process while this one waited
+                note(f"building {target.name} from {onnx_file.name} (first use; cached for next time)")
+                build_engine(onnx_file, target, log=note)
         return target
     fp32 = converted_path(weights, "onnx", "fp32")
-    if not fp32.is_file():
-        note(f"exporting {fp32.name} from {weights} (first use; cached for next time)")
-        export_onnx(weights, fp32)
+    with making(fp32):
+        if not fp32.is_file():
+            note(f"exporting {fp32.name} from {weights} (first use; cached for next time)")
+            export_onnx(weights, fp32)
     if precision == "fp16":
-        note(f"converting {fp32.name} to fp16 (first use; cached for next time)")
-        export_fp16(fp32, target)
+        with making(target):
+            if not target.is_file():
+                note(f"converting {fp32.name} to fp16 (first use; cached for next time)")
+                export_fp16(fp32, target)
     return target

@@ -49,6 +49,24 @@ def test_conversion_key_follows_the_weights_and_precision(small_weights: Path, t
         converted_path(small_weights, "onnx", "int8")
 
 
+def test_engines_are_cached_per_gpu_architecture(small_weights: Path, cache: Path) -> None:
+    hopper = converted_path(small_weights, "engine", "fp16", gpu="sm_90")
+    ada = converted_path(small_weights, "engine", "fp16", gpu="sm_89")
+    assert hopper != ada and "-fp16-sm_90-" in hopper.name and hopper.suffix == ".engine"
+    assert converted_path(small_weights, "onnx", "fp16", gpu="sm_90") == converted_path(small_weights, "onnx", "fp16")
+
+
+def test_processes_that_need_the_same_file_at_once_make_it_once(small_weights: Path, cache: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    notes: list[str] = []
+    with ThreadPoolExecutor(3) as pool:  # each call opens its own lock file description, as processes do
+        made = list(pool.map(lambda _i: convert(small_weights, "onnx", "fp16", notes.append), range(3)))
+    assert made == [converted_path(small_weights, "onnx", "fp16")] * 3 and made[0].is_file()
+    assert sum(n.startswith("exporting ") for n in notes) == 1, notes
+    assert sum(n.startswith("converting ") for n in notes) == 1, notes
+
+
 def test_auto_does_not_convert_and_conversion_can_be_refused(small_weights: Path, cache: Path) -> None:
     up, selection = load_selected(small_weights)
     assert up.name.startswith("torch") and not (cache / "converted").exists()
