@@ -28,8 +28,7 @@ from typing import Any
 from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.cluster import files
 from sr_deploy.cluster.connect import AUTO_ADDRESS, connected
-from sr_deploy.data.image_io import IMAGE_SUFFIXES, printable
-from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS
+from sr_deploy.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, printable
 from sr_deploy.runtime.jobs import JobPlan, Outcome, expand_inputs, plan_job, run_job
 from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.tiling import default_memory_budget

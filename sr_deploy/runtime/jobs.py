@@ -23,8 +23,8 @@ from pathlib import Path
 
 from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.backends.base import Upscaler
-from sr_deploy.data.image_io import IMAGE_SUFFIXES, list_images
-from sr_deploy.runtime.images import DEFAULT_MAX_PIXELS, upscale_file
+from sr_deploy.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images
+from sr_deploy.runtime.images import upscale_file
 
 _GLOB_CHARS = "*?["
 

@@ -9,8 +9,7 @@ import os
 
 import numpy as np
 
-from sr_deploy.data.image_io import ImageReadError, read_image
-from sr_deploy.runtime.images import check_pixel_limit
+from sr_deploy.data.image_io import ImageReadError, check_pixel_limit, read_image
 
 #: response formats by name, with their media types (PNG first: the default)
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "tiff": "image/tiff"}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.cli import app
 from sr_deploy.data import ImageReadError, read_image, write_image
-from sr_deploy.runtime.images import check_pixel_limit
+from sr_deploy.data.image_io import check_pixel_limit
 from sr_deploy.runtime.jobs import expand_inputs, plan_job, run_job
 from tests.helpers import SMALL, random_srresnet
 
