@@ -79,15 +79,15 @@ def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[
         if tune_shape is not None:
             timed = tune(option.artifact.path, precision=option.precision, device=device, shape=tune_shape, log=log)
             ranked = [(t.p50_ms or 0.0, r) for t, r in timed.ranked() if option.engine in (None, r.backend)]
-            summary = timed.summary()
+            summary, first = timed.summary(), timed.route()
         else:
             ranked = [(float(RANKING.index(r)), r) for r in selection.candidates if option.engine in (None, r.backend)]
-            summary = selection.reason
+            summary, first = selection.reason, selection.route
         if not ranked:
             note(f"{option.precision}: its drop was measured on {option.engine}, which does not run it here")
             continue
         key, best = ranked[0]
-        if option.engine is not None and best != selection.route:
+        if best != first:  # the fastest route overall is not one the option's drop holds for
             summary = f"{best.label} (its drop was measured on {option.engine}); {summary}"
         picks.append((key, option, Selection(option.artifact, best, summary,
                                              (best, *(r for r in selection.candidates if r != best)))))
