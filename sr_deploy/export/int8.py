@@ -37,7 +37,7 @@ from sr_deploy.export.qdq import (
     quantizable_nodes,
 )
 from sr_deploy.export.sensitivity import MEASURE_ON, BudgetReport, budgeted_exclusion, outputs_of, validation_pairs
-from sr_deploy.hardware import this_cpu
+from sr_deploy.hardware import CpuInfo, this_cpu
 from sr_deploy.scoring import mean_y_psnr
 
 #: Without a budget, a garbage detector against fp32 (with one, the budget on HR ground truth is the gate
@@ -66,6 +66,12 @@ def report_path_for(output: str | os.PathLike[str]) -> Path:
     """``model.int8.onnx`` -> ``model.int8.report.json`` (beside the model)."""
     p = Path(output)
     return p.with_name(p.stem + ".report.json")
+
+
+def default_reduce_range(target: str, cpu: CpuInfo) -> bool:
+    """Whether int8 for ``target`` gets 7-bit weights on ``cpu`` by default: for the ``ort-cpu`` layout
+    (uint8 activations x int8 weights) on x86 CPUs without VNNI, whose u8s8 dot products saturate."""
+    return not LAYOUTS[target].symmetric_activations and not cpu.vnni
 
 
 def export_int8(
@@ -113,9 +119,12 @@ def export_int8(
         raise ExportError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
     if measure_on not in MEASURE_ON:
         raise ExportError(f"measure_on must be one of {MEASURE_ON}, got {measure_on!r}")
+    if reduce_range and LAYOUTS[target].symmetric_activations:
+        raise ExportError(f"reduce_range (7-bit weights) is for the u8s8 ort-cpu layout; the {target} layout's "
+                          "int8 x int8 arithmetic does not saturate")
     cpu = this_cpu()
     if reduce_range is None:
-        reduce_range = not LAYOUTS[target].symmetric_activations and not cpu.vnni
+        reduce_range = default_reduce_range(target, cpu)
     fp32, desc = meta.load_sr_onnx(model, "fp32")
     layout = LAYOUTS[target]
     if desc.fixed_size is not None and desc.fixed_size[0] != desc.fixed_size[1]:

@@ -14,18 +14,35 @@ from sr_deploy.cli import app
 from sr_deploy.data.image_io import write_image
 from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import calibration_set
-from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB, export_int8
+from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB, default_reduce_range, export_int8
 from sr_deploy.export.qdq import DEFAULT_METHOD, LAYOUTS, Quantizer, compute_ranges
 from sr_deploy.export.sensitivity import node_work, outputs_of, validation_pairs
-from sr_deploy.hardware import this_cpu
+from sr_deploy.hardware import CpuInfo, this_cpu
 from sr_deploy.runtime import load
 from sr_deploy.scoring import mean_y_psnr
 from tests.helpers import TINY_TRAINED
+from tests.test_hardware import ALDER_LAKE, SAPPHIRE_RAPIDS, SKYLAKE_SP, ZEN3, ZEN5
 
 
 def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+@pytest.mark.parametrize(("flags", "seven_bit"), [
+    (ZEN3, True), (SKYLAKE_SP, True), (ALDER_LAKE, False), (ZEN5, False), (SAPPHIRE_RAPIDS, False)])
+def test_seven_bit_weights_exactly_for_u8s8_without_vnni(flags: str, seven_bit: bool) -> None:
+    # u8s8 dot products saturate without VNNI (AVX2, plain AVX-512): ort-cpu's uint8 activations get 7-bit
+    # weights there; TensorRT's int8 x int8 layout never does
+    cpu = CpuInfo("test cpu", frozenset(flags.split()))
+    assert default_reduce_range("ort-cpu", cpu) is seven_bit
+    assert default_reduce_range("tensorrt", cpu) is False
+
+
+def test_seven_bit_weights_are_refused_for_the_symmetric_layout(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="ort-cpu layout"):  # checked before any input is read
+        export_int8(tmp_path / "none.onnx", tmp_path / "m.int8.onnx", target="tensorrt", reduce_range=True)
+    assert not (tmp_path / "m.int8.onnx").exists()
 
 
 @pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
@@ -42,7 +59,7 @@ def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: 
     cpu = this_cpu()
     assert calib["validated_on"]["isa"] == cpu.isa and calib["validated_on"]["vnni"] == cpu.vnni
     assert calib["psnr_drop_db"] == calib["validated_on"]["psnr_drop_db"] <= 1.0 and PLAIN_MAX_DROP_DB == 0.3
-    assert calib["weights"].endswith("(7-bit reduce_range)") == (target == "ort-cpu" and not cpu.vnni)
+    assert calib["weights"].endswith("(7-bit reduce_range)") == default_reduce_range(target, cpu)
     zps = _zero_points(model)
     if target == "tensorrt":
         assert all(z.dtype == np.int8 and not z.any() for z in zps)
