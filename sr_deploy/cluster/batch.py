@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.cluster import files
 from sr_deploy.cluster.connect import AUTO_ADDRESS, connected
 from sr_deploy.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, printable
-from sr_deploy.runtime.jobs import JobPlan, Outcome, expand_inputs, plan_job, run_job
+from sr_deploy.runtime.jobs import JobPlan, Outcome, expand_inputs, pair_outputs, plan_job, resolve_path, run_job
 from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.tiling import default_memory_budget
 from sr_deploy.video import VIDEO_SUFFIXES, is_video
@@ -82,7 +82,9 @@ def plan_files(inputs: Sequence[str], output: str) -> tuple[list[tuple[str, str]
     """(source, destination) pairs and the inputs that failed before processing. Local inputs and a local
     output: :func:`~sr_deploy.runtime.jobs.plan_job`'s rules, videos found as the local command finds them
     and reported as not upscaled here (images only). URIs: a folder's images by suffix (not
-    below it), or one file; the output folder gets ``<folder>/<input name>``, a single input may name a file."""
+    below it), or one file; the output folder gets ``<folder>/<input name>``, a single input may name a file,
+    and outputs are checked against the inputs and each other by the local rule
+    (:func:`~sr_deploy.runtime.jobs.pair_outputs`; local paths compared resolved, URIs as given)."""
     local = [text for text in inputs if not files.is_uri(text)]
     remote = [text for text in inputs if files.is_uri(text)]
     if not remote and not files.is_uri(output):
@@ -105,22 +107,20 @@ def plan_files(inputs: Sequence[str], output: str) -> tuple[list[tuple[str, str]
     single = (not files.is_folder_uri(output)) if files.is_uri(output) else (
         not output.endswith(("/", os.sep)) and not Path(output).is_dir()
         and Path(output).suffix.lower() in IMAGE_SUFFIXES)
-    if single and len(sources) > 1:
-        raise ValueError(f"-o {output} names one image file but {len(sources)} inputs were given: pass a folder")
-    pairs: list[tuple[str, str]] = []
-    claimed: dict[str, str] = {}
-    for src in dict.fromkeys(sources):
-        name = files.name_of(src) if files.is_uri(src) else Path(src).name
-        dst = output if single else (files.join(output, name) if files.is_uri(output) else os.path.join(output, name))
-        if dst == src:
-            problems.append(FileOutcome(src, dst, "failed", f"the output would replace the input {src}; "
-                                                            "choose another -o"))
-        elif dst in claimed:
-            problems.append(FileOutcome(src, dst, "failed", f"{claimed[dst]} has the same output name {dst}"))
-        else:
-            claimed[dst] = src
-            pairs.append((src, dst))
+    pairs, refused = pair_outputs(sources, output, single, _name_in, _key)
+    problems.extend(FileOutcome(src, dst, "failed", message) for src, dst, message in refused)
     return pairs, problems
+
+
+def _name_in(folder: str, source: str) -> str:
+    """``<folder>/<input name>``, for a local or URI ``folder`` and ``source``."""
+    name = files.name_of(source) if files.is_uri(source) else Path(source).name
+    return files.join(folder, name) if files.is_uri(folder) else os.path.join(folder, name)
+
+
+def _key(text: str) -> Hashable:
+    """What decides that two names are one file: a URI as given, a local path resolved."""
+    return text if files.is_uri(text) else resolve_path(Path(text))
 
 
 def _expand_local(inputs: Sequence[str]) -> tuple[list[str], list[FileOutcome]]:

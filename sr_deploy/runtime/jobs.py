@@ -17,9 +17,10 @@ from __future__ import annotations
 import errno
 import glob
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sr_deploy.artifacts import remove_stale_temp_files
 from sr_deploy.backends.base import Upscaler
@@ -27,6 +28,8 @@ from sr_deploy.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_ima
 from sr_deploy.runtime.images import upscale_file
 
 _GLOB_CHARS = "*?["
+#: A local path or a URI (text): what :func:`pair_outputs` pairs.
+P = TypeVar("P", Path, str)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def _is_symlink_loop(path: Path) -> bool:
     return False
 
 
-def _resolve(path: Path) -> Path:
+def resolve_path(path: Path) -> Path:
     """``path.resolve()``, or the absolute path where resolving fails (a symlink loop)."""
     try:
         return path.resolve()
@@ -103,10 +106,38 @@ def expand_inputs(inputs: Sequence[str], accept: Callable[[Path], bool] | None =
     seen: set[Path] = set()
     unique: list[Path] = []
     for f in found:
-        if _resolve(f) not in seen:
-            seen.add(_resolve(f))
+        if resolve_path(f) not in seen:
+            seen.add(resolve_path(f))
             unique.append(f)
     return unique, problems
+
+
+def pair_outputs(sources: Sequence[P], output: P, single: bool, name_in: Callable[[P, P], P],
+                 key: Callable[[P], Hashable]) -> tuple[list[tuple[P, P]], list[tuple[P, P, str]]]:
+    """The rule pairing inputs with outputs, for local paths (:func:`plan_job`) and URIs alike: each source
+    (once, by ``key``) gets ``output`` itself when ``single`` (a file name; ValueError for more than one
+    source), else ``name_in(output, source)`` (the folder's ``<input name>``). Paths are compared by ``key``
+    (:func:`resolve_path` for local paths): an output that is one of the inputs, or that an earlier source
+    already claimed, is refused. Returns the (source, output) pairs and the refused (source, output, message)."""
+    originals: dict[Hashable, P] = {}
+    for src in sources:
+        originals.setdefault(key(src), src)
+    if single and len(originals) > 1:
+        raise ValueError(f"-o {output} names one image file but {len(originals)} inputs were given: pass a folder")
+    pairs: list[tuple[P, P]] = []
+    refused: list[tuple[P, P, str]] = []
+    claimed: dict[Hashable, P] = {}
+    for src in originals.values():
+        dst = output if single else name_in(output, src)
+        dst_key = key(dst)
+        if dst_key in originals:
+            refused.append((src, dst, f"the output would replace the input {originals[dst_key]}; choose another -o"))
+        elif dst_key in claimed:
+            refused.append((src, dst, f"{claimed[dst_key]} has the same output name {dst}"))
+        else:
+            claimed[dst_key] = src
+            pairs.append((src, dst))
+    return pairs, refused
 
 
 def plan_job(inputs: Sequence[str], output: str | Path, accept: Callable[[Path], bool] | None = None,
@@ -119,22 +150,8 @@ def plan_job(inputs: Sequence[str], output: str | Path, accept: Callable[[Path],
     out = Path(output).expanduser()
     names_folder = str(output).endswith(("/", os.sep)) or out.is_dir()
     single_file = not names_folder and out.suffix.lower() in (*IMAGE_SUFFIXES, *file_suffixes)
-    if single_file and len(sources) > 1:
-        raise ValueError(f"-o {out} names one image file but {len(sources)} inputs were given: pass a folder")
-    pairs: list[tuple[Path, Path]] = []
-    claimed: dict[Path, Path] = {}
-    originals = {_resolve(src): src for src in sources}
-    for src in sources:
-        dst = out if single_file else out / src.name
-        key = _resolve(dst)
-        if key in originals:
-            problems.append(Outcome(src, dst, "failed", f"the output would replace the input {originals[key]}; "
-                                                        "choose another -o"))
-        elif key in claimed:
-            problems.append(Outcome(src, dst, "failed", f"{claimed[key]} has the same output name {dst}"))
-        else:
-            claimed[key] = src
-            pairs.append((src, dst))
+    pairs, refused = pair_outputs(sources, out, single_file, lambda folder, src: folder / src.name, resolve_path)
+    problems.extend(Outcome(src, dst, "failed", message) for src, dst, message in refused)
     return JobPlan(tuple(pairs), tuple(problems))
 
 

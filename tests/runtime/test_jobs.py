@@ -16,7 +16,7 @@ from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.cli import app
 from sr_deploy.data import ImageReadError, read_image, write_image
 from sr_deploy.data.image_io import check_pixel_limit
-from sr_deploy.runtime.jobs import expand_inputs, plan_job, run_job
+from sr_deploy.runtime.jobs import expand_inputs, pair_outputs, plan_job, run_job
 from tests.helpers import SMALL, random_srresnet
 
 runner = CliRunner()
@@ -256,3 +256,22 @@ def test_run_job_removes_stale_temp_files_of_killed_jobs(tmp_path: Path) -> None
     write_image(tmp_path / "a.png", pic(seed=1))
     run_job(TorchUpscaler(random_srresnet(), SMALL), plan_job([str(tmp_path / "a.png")], out))
     assert sorted(p.name for p in out.iterdir()) == sorted([fresh.name, other.name, "a.png"])
+
+
+def test_pair_outputs_is_one_rule_for_paths_and_uris() -> None:
+    # URIs (text, compared as given): each source once, an output that is any input (not only its own) refused
+    def name_in(folder: str, src: str) -> str:
+        return f"{folder}/{src.rsplit('/', 1)[-1]}"
+
+    sources = ["s3://a/x.png", "s3://b/x.png", "s3://a/x.png", "s3://out/y.png", "s3://c/y.png"]
+    pairs, refused = pair_outputs(sources, "s3://out", False, name_in, lambda t: t)
+    assert pairs == [("s3://a/x.png", "s3://out/x.png")]
+    assert refused == [("s3://b/x.png", "s3://out/x.png", "s3://a/x.png has the same output name s3://out/x.png"),
+                       ("s3://out/y.png", "s3://out/y.png",
+                        "the output would replace the input s3://out/y.png; choose another -o"),
+                       ("s3://c/y.png", "s3://out/y.png",
+                        "the output would replace the input s3://out/y.png; choose another -o")]
+    assert pair_outputs(["s3://a/x.png", "s3://a/x.png"], "s3://o.png", True, name_in, lambda t: t) == (
+        [("s3://a/x.png", "s3://o.png")], [])  # one input given twice still names one file
+    with pytest.raises(ValueError, match="-o s3://o.png names one image file but 2 inputs"):
+        pair_outputs(sources[:2], "s3://o.png", True, name_in, lambda t: t)
