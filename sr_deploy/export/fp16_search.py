@@ -20,8 +20,8 @@ over pixels, overflow only there):
    fp16 nodes feeding it (their rounding or underflow, e.g. a variance that becomes 0 before a
    division) stay fp32 (``feeds-non-finite``); repeated until every tensor is finite.
 3. **Accuracy budget** (``max_psnr_drop``), the fp16 counterpart of :mod:`.sensitivity` (its
-   validation pairs, Y-PSNR scoring and additive-noise prediction): each remaining node's error when
-   it alone is fp16 (emulated; Y MSE against the fp32 output), nodes ordered from the least error,
+   validation pairs, Y-PSNR scoring and search, :func:`.sensitivity.measured_cut`): each remaining
+   node's error when it alone is fp16 (emulated; Y MSE against the fp32 output), nodes ordered from the least error,
    the additive prediction of the drop as the first ``k`` become fp16, then the real (emulated)
    drop measured and the cut moved by binary search to the most fp16 nodes within budget. What fp16
    buys is not proportional to a node's work the way int8's is, so this keeps the fewest nodes fp32.
@@ -37,7 +37,6 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +50,9 @@ from sr_deploy.data.datasets import EvalPair
 from sr_deploy.data.image_io import read_image, to_float_rgb
 from sr_deploy.data.imresize import imresize
 from sr_deploy.errors import ExportError
-from sr_deploy.export.sensitivity import drop_for_noise, outputs_of
+from sr_deploy.export.sensitivity import measured_cut, outputs_of
 from sr_deploy.models.descriptor import ModelDescriptor
-from sr_deploy.scoring import mean_y_mse, mean_y_psnr
+from sr_deploy.scoring import mean_y_psnr
 
 FP16_MAX = 65504.0
 #: The converter's floor for non-zero weights (smallest fp16 subnormal).
@@ -411,26 +410,10 @@ def accuracy_search(
         if report.fp16_drop <= budget_db:
             report.seconds = time.perf_counter() - start
             return report
-        for i, node in enumerate(candidates):
-            alone = outputs([c for c in candidates if c != node])
-            report.noise[node] = mean_y_mse(alone, reference, desc.scale)
-            report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
-            note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.2g} dB alone")
-        order = sorted(candidates, key=lambda n: report.noise[n])  # least error first
-        predicted = [drop_for_noise(total, baseline) for total in accumulate(report.noise[n] for n in order)]
-        guess = sum(drop <= budget_db for drop in predicted)
-        report.predicted_drop = predicted[guess - 1] if guess else 0.0
-        # the most fp16 nodes (k, least error first) whose measured drop fits; k = 0 is fp32 itself (drop 0),
-        # k = len(order) is measured above, over budget
-        lo, hi, best = 0, len(order), baseline
-        probe = min(max(guess, 1), len(order) - 1)
-        while hi - lo > 1:
-            psnr_k = mean_y_psnr(outputs(order[probe:]), pairs, desc.scale)
-            report.cuts[probe] = baseline - psnr_k
-            note(f"{probe} of {len(order)} nodes fp16: drop {report.cuts[probe]:.4f} dB")
-            lo, hi, best = (probe, hi, psnr_k) if report.cuts[probe] <= budget_db else (lo, probe, best)
-            probe = (lo + hi) // 2
-        report.kept = order[lo:][::-1]
-        report.final_psnr = best
+        cut = measured_cut(candidates, outputs, reference, pairs, desc.scale, budget_db, "nodes fp16", note)
+        report.noise, report.sensitivity, report.predicted_drop = cut.noise, cut.sensitivity, cut.predicted_drop
+        report.cuts.update(cut.cuts)
+        report.kept = cut.left_out
+        report.final_psnr = cut.final_psnr
     report.seconds = time.perf_counter() - start
     return report

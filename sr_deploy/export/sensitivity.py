@@ -28,7 +28,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -171,6 +171,70 @@ def node_work(model: onnx.ModelProto, side: int = 16) -> dict[str, float]:
     return work
 
 
+@dataclass
+class Cut:
+    """What :func:`measured_cut` found: each candidate's error alone in low precision (``noise``: Y MSE on
+    the 0..255 scale against the reference; ``sensitivity``: the drop in dB it predicts alone), the drop
+    ``predicted`` for the first cut probed, every measured cut (``cuts``: low-precision candidate count ->
+    drop in dB), the candidates ``left_out`` of low precision (most error per unit of cost first) and the
+    Y-PSNR (dB) of the chosen model (``final_psnr``)."""
+
+    noise: dict[str, float]
+    sensitivity: dict[str, float]
+    predicted_drop: float
+    cuts: dict[int, float]
+    left_out: list[str]
+    final_psnr: float
+
+
+def measured_cut(
+    candidates: Sequence[str],
+    outputs: Callable[[Sequence[str]], list[np.ndarray]],
+    reference: Sequence[np.ndarray],
+    pairs: Sequence[EvalPair],
+    scale: int,
+    budget_db: float,
+    what: str,
+    note: Callable[[str], None],
+    cost: Mapping[str, float] | None = None,
+) -> Cut:
+    """The search both accuracy budgets share (int8 here, fp16 in :mod:`.fp16_search`): the most
+    ``candidates`` in low precision whose measured Y-PSNR drop on ``pairs`` is at most ``budget_db``.
+
+    ``outputs(left_out)``: the model's outputs on ``pairs`` with every candidate in low precision but
+    ``left_out``; ``reference``: the full-precision outputs. Each candidate's error alone in low
+    precision is measured (one call each), candidates are ranked by error per unit of ``cost`` (default
+    1: by error), the additive-noise prediction (:func:`drop_for_noise`) gives the first cut, and a
+    binary search over the number in low precision, each probe measured, moves it to the largest
+    within budget (about log2(len(candidates)) calls). The caller has measured all of them in low
+    precision (over budget) first: that count is not probed. ``what`` names the step in the notes
+    (e.g. ``"layers int8"``)."""
+    baseline = mean_y_psnr(reference, pairs, scale)
+    noise: dict[str, float] = {}
+    sensitivity: dict[str, float] = {}
+    for i, node in enumerate(candidates):
+        alone = outputs([c for c in candidates if c != node])
+        noise[node] = mean_y_mse(alone, reference, scale)
+        sensitivity[node] = drop_for_noise(noise[node], baseline)
+        note(f"sensitivity {i + 1}/{len(candidates)} {node}: {sensitivity[node]:.3g} dB alone")
+    order = sorted(candidates, key=lambda n: noise[n] / (cost[n] if cost else 1.0))  # least error per cost first
+    predicted = [drop_for_noise(total, baseline) for total in accumulate(noise[n] for n in order)]
+    guess = sum(drop <= budget_db for drop in predicted)  # predicted drops grow with k
+    # largest k (in low precision, least error per cost first) whose measured drop is within budget, by binary
+    # search whose first probe is the prediction; k = 0 is the full-precision model itself (drop 0), k =
+    # len(order) is already measured over budget
+    cuts: dict[int, float] = {}
+    lo, hi, best = 0, len(order), baseline
+    probe = min(max(guess, 1), len(order) - 1)
+    while hi - lo > 1:
+        psnr_k = mean_y_psnr(outputs(order[probe:]), pairs, scale)
+        cuts[probe] = baseline - psnr_k
+        note(f"{probe} of {len(order)} {what}: drop {cuts[probe]:.4f} dB")
+        lo, hi, best = (probe, hi, psnr_k) if cuts[probe] <= budget_db else (lo, probe, best)
+        probe = (lo + hi) // 2
+    return Cut(noise, sensitivity, predicted[guess - 1] if guess else 0.0, cuts, order[lo:][::-1], best)
+
+
 def budgeted_exclusion(
     quantizer: Quantizer,
     candidates: Sequence[str],
@@ -213,34 +277,13 @@ def budgeted_exclusion(
             report.fusion_groups = quantizer.groups([])
             report.seconds = time.perf_counter() - start
             return report
-        for i, node in enumerate(candidates):
-            alone = outputs([c for c in candidates if c != node])
-            report.noise[node] = mean_y_mse(alone, reference, scale)
-            report.sensitivity[node] = drop_for_noise(report.noise[node], baseline)
-            note(f"sensitivity {i + 1}/{len(candidates)} {node}: {report.sensitivity[node]:.4f} dB alone")
         work = node_work(quantizer.model)
         report.work = {n: work[n] for n in candidates}
-        order = sorted(candidates, key=lambda n: report.noise[n] / report.work[n])  # least error per work first
-        predicted = [drop_for_noise(total, baseline) for total in accumulate(report.noise[n] for n in order)]
-        guess = sum(drop <= budget_db for drop in predicted)  # predicted drops grow with k
-        report.predicted_drop = predicted[guess - 1] if guess else 0.0
-
-        # largest k (layers int8, least sensitive first) whose measured drop is within budget, by binary
-        # search whose first probe is the prediction; k = 0 is the fp32 model itself, k = len(order) is
-        # already measured over budget
-        lo, hi, best = 0, len(order), baseline
-        probe = min(max(guess, 1), len(order) - 1)
-        while hi - lo > 1:
-            psnr_k = mean_y_psnr(outputs(order[probe:]), pairs, scale)
-            report.cuts[probe] = baseline - psnr_k
-            note(f"{probe} of {len(order)} layers int8: drop {report.cuts[probe]:.3f} dB")
-            if report.cuts[probe] <= budget_db:
-                lo, best = probe, psnr_k
-            else:
-                hi = probe
-            probe = (lo + hi) // 2
-        report.excluded = order[lo:][::-1]
+        cut = measured_cut(candidates, outputs, reference, pairs, scale, budget_db, "layers int8", note, report.work)
+        report.noise, report.sensitivity, report.predicted_drop = cut.noise, cut.sensitivity, cut.predicted_drop
+        report.cuts.update(cut.cuts)
+        report.excluded = cut.left_out
         report.fusion_groups = quantizer.groups(report.excluded)
-        report.final_psnr = best
+        report.final_psnr = cut.final_psnr
     report.seconds = time.perf_counter() - start
     return report
