@@ -12,15 +12,20 @@
 - :data:`THIRD_PARTY` / :func:`third_party_model` / :func:`save_third_party`: tiny random networks built
   from spandrel's architecture classes (ESRGAN x4 and the pixel-unshuffle x2, Real-ESRGAN Compact, SwinIR,
   SPAN, OmniSR, RCAN), saved as ``.pth`` or ``.safetensors`` state dicts like third-party checkpoints.
+- :func:`made_once`: a session fixture's file made once per test run, shared by the pytest-xdist workers.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 import torch
+from filelock import FileLock  # a dependency of torch
 from onnx import TensorProto, helper, numpy_helper
 
 from sr_deploy.backends.onnx_metadata import provenance, write_props
@@ -162,3 +167,18 @@ def save_third_party(name: str, path: Path, seed: int = 0) -> Path:
     else:
         torch.save(state, path)
     return path
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path]) -> Path:
+    """``make(folder)``'s file, made once per test run: with pytest-xdist the workers share it (the first to ask
+    makes it in the run's common temporary folder under a file lock, the others wait, then read it), so a
+    session fixture built on it costs its time once, not once per worker. Tests must not modify it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name  # the run's folder, above each worker's own
+    done = folder / "made"
+    with FileLock(f"{folder}.lock"):
+        if not done.is_file():  # a worker that failed making it left no mark: the next one tries again
+            folder.mkdir(exist_ok=True)
+            done.write_text(make(folder).relative_to(folder).as_posix())
+    return folder / done.read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.export.onnx import export_onnx
-from tests.helpers import save_tiny_model
+from tests.helpers import made_once, save_tiny_model
 
 #: Smallest useful bench settings: one size, batch 1 and 2, three timed runs, one image.
 SMALL_BENCH = {"sizes": ((16, 16),), "batches": (1, 2), "max_batch_pixels": 2 * 16 * 16, "warmup": 1,
@@ -28,11 +28,16 @@ def random_tiny_onnx(random_tiny_weights: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bench_results(random_tiny_weights: Path, random_tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder of the tiny model: torch variants, ORT fp32 and TensorRT (not available here)."""
+def bench_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder of the tiny model (its own copy of the weights and fp32 ONNX): torch variants, ORT fp32 and
+    TensorRT (not available here); made once per run, shared by the xdist workers (:func:`tests.helpers.made_once`)."""
     from sr_deploy.bench.run import run_bench
 
-    out = tmp_path_factory.mktemp("bench-results")
-    config = BenchConfig(model=str(random_tiny_weights), onnx=(str(random_tiny_onnx),), **SMALL_BENCH)
-    run_bench(config, out, log=lambda _m: None)
-    return out
+    def make(folder: Path) -> Path:
+        weights = save_tiny_model(folder / "tiny.safetensors")
+        onnx = export_onnx(weights, weights.with_suffix(".fp32.onnx")).path
+        config = BenchConfig(model=str(weights), onnx=(str(onnx),), **SMALL_BENCH)
+        run_bench(config, folder / "results", log=lambda _m: None)
+        return folder / "results"
+
+    return made_once(tmp_path_factory, "bench-results", make)
