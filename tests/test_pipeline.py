@@ -17,6 +17,11 @@ from tests.helpers import save_tiny_model
 EXPORT_STEPS = ["export fp32", "export fp16", "export int8 (ort-cpu)", "export int8 (tensorrt)"]
 
 
+#: the tests that use :func:`demo_run`: one pytest-xdist group, so the module fixture runs the demo once per test run
+#: (with ``--dist loadgroup``), not once on each worker that gets one of them
+demo_group = pytest.mark.xdist_group("demo")
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """``sr-deploy demo --model TINY --out OUT`` once: (weights, out, command output)."""
@@ -28,6 +33,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     return weights, out, result.output
 
 
+@demo_group
 def test_demo_end_to_end(demo_run: tuple[Path, Path, str]) -> None:
     _, out, output = demo_run
     report = out / "bench" / "report.md"
@@ -44,6 +50,7 @@ def test_demo_end_to_end(demo_run: tuple[Path, Path, str]) -> None:
     assert "export int8 (ort-cpu)" in output and "bench" in output  # the summary table
 
 
+@demo_group
 def test_second_call_skips_every_step(demo_run: tuple[Path, Path, str]) -> None:
     weights, out, _ = demo_run
     before = (out / MANIFEST).read_text()
@@ -57,6 +64,7 @@ def test_second_call_skips_every_step(demo_run: tuple[Path, Path, str]) -> None:
     assert report.is_file()
 
 
+@demo_group
 def test_a_damaged_output_is_redone(demo_run: tuple[Path, Path, str]) -> None:
     weights, out, _ = demo_run
     (out / "model.fp16.onnx").write_bytes(b"not an onnx file")

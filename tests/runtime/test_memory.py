@@ -122,16 +122,23 @@ class TileRuns:
         return self.peaks[tile]
 
 
+#: the tests that use :func:`tile_runs`: one pytest-xdist group, so the baseline and ``--tile 64`` run once per test
+#: run (with ``--dist loadgroup``), not once on each worker that gets one of them
+tile_group = pytest.mark.xdist_group("tile-runs")
+
+
 @pytest.fixture(scope="module")
 def tile_runs(small_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> TileRuns:
     return TileRuns(small_weights, tmp_path_factory.mktemp("tiles"))
 
 
+@tile_group
 def test_tile_64_stays_within_the_memory_model(tile_runs: TileRuns) -> None:
     peak, bound = tile_runs.peak(64), tile_runs.bound(64)
     assert peak < bound, f"--tile 64: peak RSS {peak / MB:.0f} MB, bound {bound / MB:.0f} MB"
 
 
+@tile_group
 def test_tile_8_never_uses_more_memory_than_tile_64(tile_runs: TileRuns) -> None:
     peak, bound = tile_runs.peak(8), tile_runs.bound(8)
     assert peak < bound, f"--tile 8: peak RSS {peak / MB:.0f} MB, bound {bound / MB:.0f} MB"
