@@ -78,5 +78,6 @@ def test_int8_of_a_fixed_shape_export_calibrates_at_its_size(tmp_path: Path) -> 
     weights = save_third_party("swinir-x2", tmp_path / "swinir-x2.pth")
     fixed = sr.export_onnx(weights, tmp_path / "swinir.onnx")
     assert fixed.descriptor.fixed_size is not None
-    int8 = sr.export_int8(fixed, tmp_path / "swinir.int8.onnx", target="ort-cpu", num_images=2)
+    # minmax: the crop size is the calibration set's, whatever the method (entropy's KL search adds ~15 s here)
+    int8 = sr.export_int8(fixed, tmp_path / "swinir.int8.onnx", target="ort-cpu", num_images=2, method="minmax")
     assert int8.parity.passed and int8.calibration["crop"] == fixed.descriptor.fixed_size[0]
