@@ -28,12 +28,14 @@ def test_int8_calibration_table(tmp_path: Path) -> None:
     fp32 = export_onnx(weights, tmp_path / "tiny.onnx").path
     calib, data = _folder(tmp_path / "calib", "train", 2), _folder(tmp_path / "Set1", "eval", 1)
     out = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "int8_calibration.py"), str(fp32), "--calib", str(calib),
-         "--data", str(data), "--work", str(tmp_path / "work"), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    common = [str(fp32), "--calib", str(calib), "--data", str(data), "--work", str(tmp_path / "work")]
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "int8_calibration.py"), *common, *args],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+
+    run("--out", str(out))
     table = pl.read_csv(out / "int8_calibration.csv")
     assert table.height == 7 and set(table["dataset"]) == {"Set1"}  # fp32 + 2 layouts x 3 methods
     assert table.filter(pl.col("layout") == "fp32")["drop_db"].to_list() == [0.0]
@@ -42,3 +44,14 @@ def test_int8_calibration_table(tmp_path: Path) -> None:
     assert int8["drop_db"].is_finite().all() and int8["drop_db"].n_unique() > 1  # the methods really differ
     assert len(list((tmp_path / "work").glob("int8-*.onnx"))) == 6
     assert (out / "int8_calibration.md").read_text().count("\n| ") == 7  # header + 6 rows
+
+    # the two-step form (files made here, scored elsewhere, e.g. under tests/emulate_cpu.sh): --export-only makes
+    # the one missing file (7-bit ort-cpu weights) and scores nothing; the scoring run reuses the files on both engines
+    subset = ["--target", "ort-cpu", "--method", "minmax", "--weights", "8bit", "--weights", "7bit"]
+    run(*subset, "--export-only")
+    assert len(list((tmp_path / "work").glob("int8-*.onnx"))) == 7 and not (tmp_path / "two").exists()
+    run(*subset, "--engine", "onnxruntime", "--engine", "openvino", "--out", str(tmp_path / "two"))
+    two = pl.read_csv(tmp_path / "two" / "int8_calibration.csv").filter(pl.col("layout") != "fp32")
+    assert sorted(zip(two["engine"], two["weights"], strict=True)) == [
+        ("onnxruntime", "7bit"), ("onnxruntime", "8bit"), ("openvino", "7bit"), ("openvino", "8bit")]
+    assert two["drop_db"].is_finite().all()
