@@ -39,9 +39,9 @@ awk -v drop="$drop" -v model="$model" '
   /^flags[ \t]*:/ { n = split($0, f, ":"); split(f[2], w, " "); line = "flags\t\t:";
                     for (i = 1; i in w; i++) if (w[i] !~ drop) line = line " " w[i]; print line; next }
   { print }' /proc/cpuinfo >"$fake"
-# The check runs inside the emulation: the ISA torch dispatches to and OpenVINO's bf16 support must
-# agree with the class the rewritten /proc/cpuinfo gives sr_deploy.
-exec unshare --mount -- bash -c '
+# The check runs inside the emulation: the ISA torch dispatches to must agree with the class the
+# rewritten /proc/cpuinfo gives sr_deploy. (No exec: the trap removes the rewritten file afterwards.)
+unshare --mount -- bash -c '
   set -euo pipefail
   mount --bind "$1" /proc/cpuinfo
   model=$2; class=$3; python=$4; shift 4
