@@ -7,12 +7,12 @@ decides on this CPU, ``8bit``, ``7bit`` = reduce_range) the fp32 ONNX model is q
 then every model is scored on each ``--engine`` (``onnxruntime`` by default, ``openvino``) on each
 ``--data`` folder (Y-PSNR/SSIM, shave = scale), beside the fp32 model (scored on the first engine).
 Each option defaults to all its values except ``--weights`` (auto; 7-bit weights exist for the
-``ort-cpu`` layout only) and ``--engine``. An engine that refuses a file (OpenVINO: symmetric int8
-without VNNI) gets a row without scores and its reason.
+``ort-cpu`` layout only) and ``--engine``. A file an engine refuses (OpenVINO: symmetric int8 without
+VNNI) is listed under "Refused" in the report with the reason, and has no row in the table.
 Writes ``int8_calibration.{csv,parquet,md}`` to ``--out``; quantized models go to ``--work`` and are
 reused when present (named by layout, method and weight width).
 
-ONNX Runtime's int8 arithmetic differs between CPU classes; the files do not (given the weight width),
+The engines' int8 arithmetic differs between CPU classes; the files do not (given the weight width),
 and neither does calibration (fp32). So the AVX2-only arithmetic (no VNNI: u8s8 can saturate) can be
 measured on an AVX-512 machine in two steps: ``--export-only`` natively, then the same command under
 ``tests/emulate_cpu.sh avx2`` (QEMU; accuracy only), which reuses the files and scores them there.
