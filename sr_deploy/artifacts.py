@@ -1,4 +1,4 @@
-"""Artifact helpers shared by every stage: atomic writes, hashes and provenance metadata.
+"""Artifact helpers shared by every stage: atomic writes, file locks, hashes and provenance metadata.
 
 Every file the toolchain writes goes through :func:`atomic_write_bytes` (or one of its wrappers):
 the data is written to a temporary file in the destination folder, flushed and fsync'ed, then
@@ -9,6 +9,7 @@ and a crash leaves the previous version intact.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -84,6 +85,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock (POSIX ``flock``) on ``<path>.lock`` (its folder created) for the
+    block: one process makes or read-modify-writes ``path`` at a time, the others wait. The lock goes with
+    the process (a killed holder releases it); the ``.lock`` file stays, empty."""
+    lock = Path(f"{os.fspath(path)}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def finite_or_null(obj: Any) -> Any:

@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from filelock import FileLock  # a dependency of torch
 from onnx import TensorProto, helper, numpy_helper
 
+from sr_deploy.artifacts import locked
 from sr_deploy.backends.onnx_metadata import provenance, write_props
 from sr_deploy.data.datasets import embedded_images
 from sr_deploy.data.image_io import read_image, to_float_rgb
@@ -177,7 +177,7 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callabl
         return make(tmp_path_factory.mktemp(name))
     folder = tmp_path_factory.getbasetemp().parent / name  # the run's folder, above each worker's own
     done = folder / "made"
-    with FileLock(f"{folder}.lock"):
+    with locked(folder):
         if not done.is_file():  # a worker that failed making it left no mark: the next one tries again
             folder.mkdir(exist_ok=True)
             done.write_text(make(folder).relative_to(folder).as_posix())

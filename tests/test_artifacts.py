@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
 import time
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from sr_deploy.artifacts import (
     atomic_write_bytes,
     atomic_write_json,
     library_versions,
+    locked,
     remove_stale_temp_files,
     sha256_file,
 )
@@ -121,3 +125,36 @@ def test_remove_stale_temp_files_only_old_own_temporaries(tmp_path: Path) -> Non
     assert remove_stale_temp_files(tmp_path, older_than_s=3600) == [real]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["image.png", fresh.name, other.name])
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def _add_under_lock(path: str, times: int, start: Barrier) -> None:
+    """Read-modify-write a counter file ``times`` times, each under the lock (a child process's job, begun
+    when every worker is ready)."""
+    start.wait()
+    for _ in range(times):
+        with locked(path):
+            count = int(Path(path).read_text()) if Path(path).is_file() else 0
+            time.sleep(0.001)  # widen the window a missing lock would lose an update in
+            atomic_write_bytes(path, str(count + 1).encode())
+
+
+def test_locked_serialises_read_modify_write_across_processes(tmp_path: Path) -> None:
+    counter = tmp_path / "sub" / "count.txt"
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(3)
+    workers = [context.Process(target=_add_under_lock, args=(str(counter), 40, start)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert counter.read_text() == "120"  # no update lost
+    assert (tmp_path / "sub" / "count.txt.lock").is_file()
+
+
+def test_locked_is_released_when_the_block_raises(tmp_path: Path) -> None:
+    target = tmp_path / "made.bin"
+    with pytest.raises(RuntimeError), locked(target):
+        raise RuntimeError("failed making it")
+    with open(f"{target}.lock", "a") as fh:  # another holder can take it at once
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

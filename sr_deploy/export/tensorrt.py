@@ -10,16 +10,14 @@ past :func:`sr_deploy.hardware.require_tensorrt`.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sr_deploy.artifacts import atomic_write_bytes, sha256_file
+from sr_deploy.artifacts import atomic_write_bytes, locked, sha256_file
 from sr_deploy.backends.onnx_metadata import PRECISION, load_sr_onnx, read_props
 from sr_deploy.backends.trt_metadata import (
     BuildOptions,
@@ -60,19 +58,6 @@ def parser_errors(parser: trt.OnnxParser, onnx_path: str | os.PathLike[str]) -> 
     return f"TensorRT could not parse {onnx_path}:\n" + "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path + '.lock'`` (POSIX ``flock``) for read-modify-write."""
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def update_file(path: str | os.PathLike[str], merge: Callable[[bytes | None], bytes]) -> bytes:
     """Replace ``path`` by ``merge(current bytes or None)``, under a lock and atomically; returns the bytes.
 
@@ -80,7 +65,7 @@ def update_file(path: str | os.PathLike[str], merge: Callable[[bytes | None], by
     that moment, so no build's timings are lost and no reader ever sees a partial file.
     """
     p = Path(path)
-    with _locked(p):
+    with locked(p):
         current = p.read_bytes() if p.is_file() else None
         data = merge(current)
         atomic_write_bytes(p, data)

@@ -15,14 +15,12 @@ conversion leaves nothing half-written behind. The cache root is ``$SR_DEPLOY_CA
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from sr_deploy._version import __version__
-from sr_deploy.artifacts import sha256_file
+from sr_deploy.artifacts import locked, sha256_file
 from sr_deploy.backends.openvino import openvino_unavailable_reason
 from sr_deploy.export.fp16 import export_fp16
 from sr_deploy.export.int8 import export_int8
@@ -91,26 +89,13 @@ def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Cal
     if target.is_file():
         return target
     fp32 = convert(weights, "onnx", "fp32", log)
-    with making(target):
+    with locked(target):
         if not target.is_file():  # made by another process while this one waited
             note = log or (lambda _m: None)
             note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
             export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop,
                         measure_on=cpu_int8_engine(), on_step=log)
     return target
-
-
-@contextmanager
-def making(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<target>.lock`` (its folder created) while ``target`` is made: one process
-    makes a cached file, the others wait, then find it made."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def convert(
@@ -123,18 +108,18 @@ def convert(
     note = log or (lambda _m: None)
     if kind == "engine":
         onnx_file = convert(weights, "onnx", precision, log)
-        with making(target):
+        with locked(target):
             if not target.is_file():  # built by another process while this one waited
                 note(f"building {target.name} from {onnx_file.name} (first use; cached for next time)")
                 build_engine(onnx_file, target, log=note)
         return target
     fp32 = converted_path(weights, "onnx", "fp32")
-    with making(fp32):
+    with locked(fp32):
         if not fp32.is_file():
             note(f"exporting {fp32.name} from {weights} (first use; cached for next time)")
             export_onnx(weights, fp32)
     if precision == "fp16":
-        with making(target):
+        with locked(target):
             if not target.is_file():
                 note(f"converting {fp32.name} to fp16 (first use; cached for next time)")
                 export_fp16(fp32, target)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sr_deploy.artifacts import atomic_write_json, library_versions, sha256_file
+from sr_deploy.artifacts import atomic_write_json, library_versions, locked, sha256_file
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.export.sensitivity import validation_pairs
@@ -130,6 +130,15 @@ def read_cache(path: Path) -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
+def save_entry(cache: Path, key: str, entry: Any) -> None:
+    """Add ``entry`` under ``key`` to the cache file, merged under a lock into what is on disk then (processes
+    that tune at once, the actors of a cluster job on one node, keep each other's entries), written atomically."""
+    with locked(cache):
+        entries = read_cache(cache)
+        entries[key] = entry
+        atomic_write_json(cache, entries)
+
+
 def time_route(up_run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, budget_s: float) -> tuple[float, int]:
     """(median ms, runs) of ``up_run(batch)``: one untimed warm-up, then at least 2 and at most 20 timed
     runs while the budget lasts."""
@@ -183,11 +192,9 @@ def tune(
             last = measured[-1]
             log(f"tune {last.label}: " + (f"{last.p50_ms:.1f} ms" if last.p50_ms is not None else last.status))
     timings = tuple(sorted(measured, key=lambda t: (t.p50_ms is None, t.p50_ms or 0.0)))
-    entries[key] = {"model": str(artifact.path), "shape": list(shape), "precision": precision, "device": device,
-                    "machine": machine, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "timings": [asdict(t) for t in timings]}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cache, entries)
+    save_entry(cache, key, {"model": str(artifact.path), "shape": list(shape), "precision": precision,
+                            "device": device, "machine": machine, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "timings": [asdict(t) for t in timings]})
     return Tuning(key, shape, timings, from_cache=False)
 
 
@@ -208,9 +215,7 @@ def measure_drop(
         baseline = mean_y_psnr([upscale_pair(ref, p) for p in pairs], pairs, ref.scale)
     with open_route(route, artifact, device, log) as up:
         drop = baseline - mean_y_psnr([upscale_pair(up, p) for p in pairs], pairs, up.scale)
-    entries[key] = drop
     if log:
         log(f"{route.label}: Y-PSNR drop {drop:.3f} dB against fp32 on {len(pairs)} validation crops")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cache, entries)
+    save_entry(cache, key, drop)
     return drop

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from sr_deploy.runtime.select import RANKING
-from sr_deploy.runtime.tune import machine_key, read_cache, tune, tuning_key
+from sr_deploy.runtime.tune import machine_key, read_cache, save_entry, tune, tuning_key
 
 SHAPE = (1, 3, 12, 12)
 
@@ -62,3 +64,21 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(small_weights: Path, cache: Pa
     assert not result.from_cache and list(json.loads(cache.read_text())) == [result.key]
     cache.write_text(json.dumps({result.key: {"timings": [{"bogus": 1}]}}))  # a malformed entry is measured again
     assert not tune(small_weights, shape=SHAPE, budget_s=0.05).from_cache
+
+
+def _save_entries(cache: str, prefix: str, count: int, start: Barrier) -> None:
+    start.wait()
+    for i in range(count):
+        save_entry(Path(cache), f"{prefix}{i}", float(i))
+
+
+def test_processes_saving_at_once_keep_each_others_entries(cache: Path) -> None:
+    context = multiprocessing.get_context("spawn")  # like the actors of a cluster job tuning on one node
+    start = context.Barrier(3)
+    workers = [context.Process(target=_save_entries, args=(str(cache), prefix, 25, start)) for prefix in "abc"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert read_cache(cache) == {f"{prefix}{i}": float(i) for prefix in "abc" for i in range(25)}
