@@ -162,13 +162,17 @@ def machine_facts() -> Facts:
 class Artifact:
     """A model file: ``kind`` ``weights`` (.safetensors/.pt), ``onnx`` or ``engine`` (.engine/.plan);
     ``precision`` the file is fixed to (None for weights: they run in any float precision). For an
-    int8 ONNX: its Q/DQ ``layout`` and the CPU instruction-set class it was validated on (``validated_isa``)."""
+    int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``), the CPU instruction-set class
+    it was validated on (``validated_isa``, with VNNI or not) and the Y-PSNR drop measured there (dB)."""
 
     path: Path
     kind: str
     precision: str | None = None
     layout: str | None = None
     validated_isa: str | None = None
+    validated_vnni: bool | None = None
+    seven_bit: bool = False
+    recorded_drop: float | None = None
 
 
 def identify(model: str | os.PathLike[str] | None) -> Artifact:
@@ -195,8 +199,10 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
             raise ModelFileError(f"{path} has no sr-deploy metadata: export it with sr_deploy.export_onnx "
                                  "(`sr-deploy export onnx`)")
         calibration = json.loads(props.get(onnx_metadata.CALIBRATION, "{}"))
+        validated = calibration.get("validated_on", {})
         return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),
-                        calibration.get("validated_on", {}).get("isa"))
+                        validated.get("isa"), validated.get("vnni"), "7-bit" in calibration.get("weights", ""),
+                        calibration.get("psnr_drop_db"))
     if suffix in ENGINE_SUFFIXES:
         return Artifact(path, "engine", read_metadata(path).precision)
     return Artifact(path, "weights")
@@ -294,14 +300,44 @@ def decide(
     skipped = [f"{r.label} ({why_not(r)})" for r in fitting[: fitting.index(best)]]
     if skipped:
         reason.append("skipped: " + "; ".join(skipped))
-    if best.precision == "int8" and best.device == "cpu" and artifact.validated_isa not in (None, facts.cpu_isa):
-        reason.append(f"NOTE: this int8 model was validated on a {artifact.validated_isa} CPU, this one is "
-                      f"{facts.cpu_isa}: its accuracy here is not measured (int8 arithmetic differs between CPU "
-                      "classes); re-export it here to measure it")
+    expectation = int8_expectation(artifact, facts) if best.precision == "int8" and best.device == "cpu" else None
+    if expectation:
+        reason.append(expectation)
     faster = [r for r in others if routes.index(r) < routes.index(best)]
     if faster:
         reason.append(f"faster here: {faster[0].label}, {_make_hint(faster[0].artifact, want)}")
     return Selection(artifact, best, "; ".join(reason), tuple(usable))
+
+
+#: Plain int8 of the shipped srresnet-x4 (entropy calibration on 40 T91 images), Set5 Y-PSNR drop (dB) of the same
+#: files on ONNX Runtime on an AVX2 CPU (no VNNI; emulated, tests/emulate_cpu.sh) and an AVX-512 VNNI one:
+#: benchmarks/results/{qemu-epyc-milan-emulated-on-amd-epyc-2c,amd-epyc-2c}/int8_calibration.md.
+CROSS_CLASS_DROPS = {"8-bit u8s8": (2.090, 0.113), "7-bit u8s8": (0.122, 0.122), "s8s8": (0.100, 0.100)}
+
+
+def int8_expectation(artifact: Artifact, facts: Facts) -> str | None:
+    """What accuracy to expect from the int8 ``artifact`` on this CPU when it was validated on another CPU class
+    (None when the classes match or the file records none): a WARNING where its arithmetic saturates here and did
+    not there (8-bit weights with uint8 activations on a CPU without VNNI), else a NOTE that the recorded drop
+    should hold (int32-exact arithmetic on both classes, as measured between AVX2 and AVX-512 VNNI)."""
+    if artifact.validated_isa in (None, facts.cpu_isa):
+        return None
+    recorded = "not recorded" if artifact.recorded_drop is None else f"{artifact.recorded_drop:.3f} dB"
+    head = (f"this int8 model was validated on a {artifact.validated_isa} CPU (Y-PSNR drop {recorded}), this one is "
+            f"{facts.cpu_isa}")
+    kind = "s8s8" if artifact.layout == "tensorrt" else "7-bit u8s8" if artifact.seven_bit else "8-bit u8s8"
+    avx2, vnni = CROSS_CLASS_DROPS[kind]
+    measured = (f"shipped srresnet-x4, one file: {avx2:.3f} dB on AVX2, {vnni:.3f} dB on AVX-512 VNNI with ONNX "
+                "Runtime, OpenVINO alike")
+    if kind == "8-bit u8s8" and not facts.cpu_vnni and artifact.validated_vnni is not False:
+        return (f"WARNING: {head}: expect about {avx2 - vnni:.1f} dB more loss here: 8-bit weights with uint8 "
+                f"activations saturate on CPUs without VNNI ({measured}); re-export it on this CPU (it then "
+                "chooses 7-bit weights) to get the accuracy it was validated with")
+    if kind == "8-bit u8s8" and facts.cpu_vnni and artifact.validated_vnni is False:
+        return (f"NOTE: {head}: expect at most its recorded drop: it was measured with the saturating arithmetic of a "
+                f"CPU without VNNI, which this one does not have ({measured}); re-export it here to measure it")
+    return (f"NOTE: {head}: expect its recorded drop: its {kind} arithmetic accumulates exactly in int32 on both "
+            f"classes ({measured}), not measured on this CPU; re-export it here to measure it")
 
 
 def _cuda_index(device: str | None) -> int:

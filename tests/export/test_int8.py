@@ -20,6 +20,7 @@ from sr_deploy.export.qdq import DEFAULT_METHOD, LAYOUTS, Quantizer, compute_ran
 from sr_deploy.export.sensitivity import node_work, outputs_of, validation_pairs
 from sr_deploy.hardware import CpuInfo, this_cpu
 from sr_deploy.runtime import load
+from sr_deploy.runtime.select import identify
 from sr_deploy.scoring import mean_y_psnr
 from tests.helpers import TINY_TRAINED
 from tests.test_hardware import ALDER_LAKE, SAPPHIRE_RAPIDS, SKYLAKE_SP, ZEN3, ZEN5
@@ -65,6 +66,10 @@ def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: 
     assert calib["psnr_drop_db"] == calib["validated_on"]["psnr_drop_db"] and math.isfinite(calib["psnr_drop_db"])
     assert PLAIN_MAX_DROP_DB == 0.3
     assert calib["weights"].endswith("(7-bit reduce_range)") == default_reduce_range(target, cpu)
+    artifact = identify(result.path)  # what the runtime reads back to say what to expect on another CPU class
+    assert (artifact.layout, artifact.validated_isa, artifact.validated_vnni, artifact.seven_bit,
+            artifact.recorded_drop) == (target, cpu.isa, cpu.vnni, default_reduce_range(target, cpu),
+                                        calib["psnr_drop_db"])
     zps = _zero_points(model)
     if target == "tensorrt":
         assert all(z.dtype == np.int8 and not z.any() for z in zps)

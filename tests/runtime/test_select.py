@@ -17,6 +17,7 @@ from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.zoo import RELEASED_DIR
 from sr_deploy.runtime import load, load_selected
 from sr_deploy.runtime.select import (
+    CROSS_CLASS_DROPS,
     DEFAULT_MODEL,
     RANKING,
     RANKING_SOURCE,
@@ -24,6 +25,7 @@ from sr_deploy.runtime.select import (
     Facts,
     decide,
     identify,
+    int8_expectation,
     machine_facts,
 )
 from tests.helpers import SMALL, random_srresnet
@@ -49,7 +51,8 @@ ONNX16 = Artifact(Path("m-fp16.onnx"), "onnx", "fp16")
 ONNX8 = Artifact(Path("m-int8.onnx"), "onnx", "int8")
 ENGINE16 = Artifact(Path("m.engine"), "engine", "fp16")
 ONNX8_TRT_LAYOUT = Artifact(Path("m-int8-trt.onnx"), "onnx", "int8", layout="tensorrt", validated_isa="avx2")
-ONNX8_VNNI = Artifact(Path("m-int8-ort.onnx"), "onnx", "int8", layout="ort-cpu", validated_isa="avx512_vnni")
+ONNX8_VNNI = Artifact(Path("m-int8-ort.onnx"), "onnx", "int8", layout="ort-cpu", validated_isa="avx512_vnni",
+                      validated_vnni=True)
 
 
 def test_ranking_is_data_with_its_source() -> None:
@@ -96,10 +99,10 @@ def test_ranking_is_data_with_its_source() -> None:
         (ONNX16, AVX2_OV, {}, ("openvino", "cpu", "fp16", "CPU"), "fastest fp16"),
         (ONNX8_TRT_LAYOUT, AVX2_OV, {}, ("onnxruntime", "cpu", "int8", "CPUExecutionProvider"),
          "; openvino int8 on cpu (CPU) (OpenVINO on symmetric int8 activations"),
-        (ONNX8_TRT_LAYOUT, CPU_OV, {}, ("openvino", "cpu", "int8", "CPU"), "validated on a avx2 CPU, this one is "
-         "avx512_bf16"),
-        (ONNX8_VNNI, AVX2_OV, {}, ("openvino", "cpu", "int8", "CPU"), "NOTE: this int8 model was validated on a "
-         "avx512_vnni CPU, this one is avx2: its accuracy here is not measured"),
+        (ONNX8_TRT_LAYOUT, CPU_OV, {}, ("openvino", "cpu", "int8", "CPU"), "validated on a avx2 CPU (Y-PSNR drop not "
+         "recorded), this one is avx512_bf16: expect its recorded drop: its s8s8 arithmetic"),
+        (ONNX8_VNNI, AVX2_OV, {}, ("openvino", "cpu", "int8", "CPU"), "WARNING: this int8 model was validated on a "
+         "avx512_vnni CPU (Y-PSNR drop not recorded), this one is avx2: expect about 2.0 dB more loss here"),
     ],
 )
 def test_decisions(artifact: Artifact, facts: Facts, request_: dict[str, str], expected: tuple[str, ...],
@@ -220,3 +223,47 @@ def test_bicubic_baseline_still_loads() -> None:
     assert same.scale == 3 and same.descriptor.architecture == "bicubic" and "baseline" in selection.reason
     with pytest.raises(ValueError, match="bicubic scale must be an integer >= 2, got 0"):
         load("bicubic", scale=0)
+
+
+def _int8(layout: str, isa: str, vnni: bool, seven_bit: bool = False) -> Artifact:
+    return Artifact(Path("m-int8.onnx"), "onnx", "int8", layout, isa, vnni, seven_bit, 0.12)
+
+
+@pytest.mark.parametrize(
+    ("artifact", "facts", "expected"),
+    [
+        (_int8("ort-cpu", "avx512_bf16", True), CPU_OV, None),  # validated on this class: nothing to say
+        (ONNX8, AVX2_OV, None),  # nothing recorded (an int8 file from elsewhere)
+        (_int8("ort-cpu", "avx512_vnni", True), AVX2_OV, "WARNING: this int8 model was validated on a avx512_vnni CPU "
+         "(Y-PSNR drop 0.120 dB), this one is avx2: expect about 2.0 dB more loss here: 8-bit weights with uint8 "
+         "activations saturate on CPUs without VNNI (shipped srresnet-x4, one file: 2.090 dB on AVX2, 0.113 dB"),
+        (_int8("ort-cpu", "avx512", False), AVX2_OV, "NOTE: this int8 model was validated on a avx512 CPU (Y-PSNR drop "
+         "0.120 dB), this one is avx2: expect its recorded drop: its 8-bit u8s8 arithmetic"),  # both saturate
+        (_int8("ort-cpu", "avx2", False), CPU_OV, "this one is avx512_bf16: expect at most its recorded drop"),
+        (_int8("ort-cpu", "avx512_vnni", True, seven_bit=True), AVX2_OV, "expect its recorded drop: its 7-bit u8s8 "
+         "arithmetic accumulates exactly in int32 on both classes (shipped srresnet-x4, one file: 0.122 dB on AVX2, "
+         "0.122 dB on AVX-512 VNNI"),
+        (_int8("tensorrt", "avx512_bf16", True), AVX2_OV, "expect its recorded drop: its s8s8 arithmetic"),
+        (_int8("ort-cpu", "amx", True), CPU_OV, "expect its recorded drop: its 8-bit u8s8 arithmetic"),  # VNNI both
+    ],
+)
+def test_int8_on_another_cpu_class_says_what_accuracy_to_expect(artifact: Artifact, facts: Facts,
+                                                                 expected: str | None) -> None:
+    said = int8_expectation(artifact, facts)
+    if expected is None:
+        assert said is None
+    else:
+        assert said is not None and expected in said and "re-export it" in said  # always how to measure it here
+
+
+def test_cross_class_figures_are_the_committed_measurements() -> None:
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    avx2 = (results / "qemu-epyc-milan-emulated-on-amd-epyc-2c" / "int8_calibration.md").read_text()
+    vnni = (results / "amd-epyc-2c" / "int8_calibration.md").read_text()
+    assert "(avx2, VNNI no)" in avx2 and "VNNI yes" in vnni
+    rows = {"8-bit u8s8": "| onnxruntime | ort-cpu | entropy | 8bit | {:.3f} |",
+            "7-bit u8s8": "| onnxruntime | ort-cpu | entropy | 7bit | {:.3f} |",
+            "s8s8": "| onnxruntime | tensorrt | entropy | 8bit | {:.3f} |"}
+    assert set(CROSS_CLASS_DROPS) == set(rows)
+    for kind, (on_avx2, on_vnni) in CROSS_CLASS_DROPS.items():
+        assert rows[kind].format(on_avx2) in avx2 and rows[kind].format(on_vnni) in vnni
