@@ -267,3 +267,13 @@ def test_cross_class_figures_are_the_committed_measurements() -> None:
     assert set(CROSS_CLASS_DROPS) == set(rows)
     for kind, (on_avx2, on_vnni) in CROSS_CLASS_DROPS.items():
         assert rows[kind].format(on_avx2) in avx2 and rows[kind].format(on_vnni) in vnni
+
+
+def test_int8_from_another_cpu_class_on_this_machine() -> None:
+    # the real facts of this CPU (under tests/emulate_cpu.sh avx2: an AVX2 CPU without VNNI, where the WARNING is due)
+    facts = machine_facts()
+    other = "avx2" if facts.cpu_vnni else "avx512_vnni"
+    artifact = Artifact(Path("m-int8.onnx"), "onnx", "int8", "ort-cpu", other, other != "avx2", False, 0.11)
+    reason = decide(artifact, facts, device="cpu").reason
+    assert f"validated on a {other} CPU (Y-PSNR drop 0.110 dB), this one is {facts.cpu_isa}" in reason
+    assert ("WARNING" in reason) == (not facts.cpu_vnni)  # 8-bit u8s8 from a VNNI CPU meets one without
