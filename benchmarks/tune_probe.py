@@ -53,7 +53,9 @@ def main() -> None:
         plan = plan_tiles(reference, *args.size)  # the window the job runs (the default memory budget)
     job = (plan.batch, 3, plan.tile_h, plan.tile_w)
     shapes = [(1, 3, h, w) for h, w in probes] + [job]
-    rows, picks = [], {}
+    decisions = {"no budget (fp32)": options[:1], **({f"--max-psnr-drop {args.max_psnr_drop:g}": options}
+                                                     if len(options) > 1 else {})}
+    rows, picks = [], []
     for shape in shapes:  # probes first, the job's window last (every route of every option on each)
         label = "x".join(map(str, shape[2:]))
         for option in options:
@@ -62,20 +64,28 @@ def main() -> None:
             for t in timed.timings:
                 usable = option.engine in (None, t.backend)  # an int8 drop holds on the engine it was measured on
                 rows.append({"shape": label, "option": option.precision, "route": t.label,
-                             "usable": usable, "p50_ms": t.p50_ms, "runs": t.runs,
+                             "usable": usable, "p50_ms": None if t.p50_ms is None else round(t.p50_ms, 1),
+                             "runs": t.runs,
                              "ms_per_lr_megapixel": None if t.p50_ms is None else
                              round(t.p50_ms / (shape[0] * shape[2] * shape[3] / 1e6), 1)})
-        _, selection = fastest_option(options, None, shape, print)  # reads what was just measured
-        picks[label + (" (the job's window)" if shape == job else "")] = \
-            f"{selection.route.label} ({selection.route.precision})"
+        for decision, weighed in decisions.items():
+            _, selection = fastest_option(weighed, None, shape, print)  # reads what was just measured
+            picks.append((decision, label + (" (the job's window)" if shape == job else ""),
+                          f"{selection.route.label} ({selection.route.precision})"))
     table = pl.DataFrame(rows)
     job_label = "x".join(map(str, job[2:]))
-    on_job = {f"{r['route']} ({r['option']})": r["p50_ms"] for r in table.filter(
-        (pl.col("shape") == job_label) & pl.col("usable") & pl.col("p50_ms").is_not_null()).iter_rows(named=True)}
-    best = min(on_job, key=lambda k: on_job[k])
-    summary = pl.DataFrame([{"probe": label, "pick": pick, "pick_ms_on_job": round(on_job[pick], 1),
-                             "best_on_job": best, "best_ms_on_job": round(on_job[best], 1),
-                             "regret": round(on_job[pick] / on_job[best], 3)} for label, pick in picks.items()])
+    summary_rows = []
+    for decision, probe, pick in picks:
+        precisions = [o.precision for o in decisions[decision]]
+        on_job = {f"{r['route']} ({r['option']})": r["p50_ms"] for r in table.filter(
+            (pl.col("shape") == job_label) & pl.col("usable") & pl.col("p50_ms").is_not_null()
+            & pl.col("option").is_in(precisions)).iter_rows(named=True)}
+        best = min(on_job, key=lambda k: on_job[k])
+        summary_rows.append({"decision": decision, "probe": probe, "pick": pick, "pick_ms_on_job": on_job[pick],
+                             "best_on_job": best, "best_ms_on_job": on_job[best],
+                             "regret": round(on_job[pick] / on_job[best], 3)})
+    order = list(decisions)
+    summary = pl.DataFrame(sorted(summary_rows, key=lambda row: order.index(row["decision"])))
     env = environment()
     out = Path(args.out.replace("{machine}", machine_slug(env)))
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,10 @@ def main() -> None:
         f"({', '.join(f'{o.precision} {o.drop:.3f} dB' for o in options)}). Every route timed on each shape "
         f"(one untimed run, then >= 2 timed runs within {args.budget:g} s; p50), probes first.",
         "",
-        "Regret: the job-window time of the route the probe picks over that of the fastest route on the job window.",
+        "For each decision `upscale --backend auto` makes (the model's own precision; the fastest option within the "
+        "budget), the route each probe picks (the runtime's own choice from these measurements) and its regret: its "
+        "job-window time over that of the route fastest on the job window among the same options (1.000: the probe "
+        "chose right).",
         "",
         markdown_table(summary),
         "",
