@@ -142,6 +142,27 @@ def file_props(path: str | os.PathLike[str]) -> dict[str, str]:
     return read_props(_load_checked(Path(path)))
 
 
+def sr_file_props(
+    path: str | os.PathLike[str], descriptor: ModelDescriptor | None = None
+) -> tuple[dict[str, str], ModelDescriptor]:
+    """The ``metadata_props`` of the sr-deploy ONNX file ``path`` (read without its weights) and the model's
+    descriptor: ``descriptor`` when given, else the file's own. Raises FileNotFoundError when there is no file and
+    :class:`ModelFileError` naming the file when it is unreadable or carries no valid descriptor (and none is given)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"ONNX model {p} does not exist")
+    props = file_props(p)
+    if descriptor is not None:
+        return props, descriptor
+    if DESCRIPTOR not in props:
+        raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{DESCRIPTOR}'): export it with "
+                             "sr_deploy.export_onnx (`sr-deploy export onnx`)")
+    try:
+        return props, ModelDescriptor.from_json(props[DESCRIPTOR])
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{p}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
+
+
 def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
     """``(H, W)`` of a model exported with a fixed input size, None when height and width are dynamic."""
     dims = model.graph.input[0].type.tensor_type.shape.dim

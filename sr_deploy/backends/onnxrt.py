@@ -13,7 +13,7 @@ import numpy as np
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.trt_profiles import Profile, format_shape
-from sr_deploy.errors import BackendUnavailable, ModelFileError
+from sr_deploy.errors import BackendUnavailable
 from sr_deploy.models.descriptor import ModelDescriptor
 
 if TYPE_CHECKING:
@@ -132,16 +132,9 @@ class OrtUpscaler(Upscaler):
     ) -> None:
         props: dict[str, str] = {}
         if not isinstance(model, bytes):
-            p = Path(model)
-            if not p.is_file():
-                raise FileNotFoundError(f"ONNX model {p} does not exist")
-            props = onnx_metadata.file_props(p)
-            if descriptor is None and onnx_metadata.DESCRIPTOR not in props:
-                raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{onnx_metadata.DESCRIPTOR}')")
-        if descriptor is None:
-            if not props:
-                raise ValueError("an ONNX model given as bytes needs its descriptor")
-            descriptor = ModelDescriptor.from_json(props[onnx_metadata.DESCRIPTOR])
+            props, descriptor = onnx_metadata.sr_file_props(model, descriptor)
+        elif descriptor is None:
+            raise ValueError("an ONNX model given as bytes needs its descriptor")
         self.descriptor, self.props = descriptor, props
         self.session: ort.InferenceSession | None = session(model, providers, threads)
         self.input_name = self.session.get_inputs()[0].name

@@ -24,7 +24,7 @@ import onnx
 
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
-from sr_deploy.errors import BackendUnavailable, ModelFileError
+from sr_deploy.errors import BackendUnavailable
 from sr_deploy.hardware import CpuInfo, cpu_has_bf16, this_cpu
 from sr_deploy.models.descriptor import ModelDescriptor
 
@@ -102,12 +102,7 @@ class OvUpscaler(Upscaler):
     ) -> None:
         ov = openvino_module()
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"ONNX model {p} does not exist")
-        props = onnx_metadata.file_props(p)
-        if descriptor is None and onnx_metadata.DESCRIPTOR not in props:
-            raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{onnx_metadata.DESCRIPTOR}')")
-        self.descriptor = descriptor or ModelDescriptor.from_json(props[onnx_metadata.DESCRIPTOR])
+        props, self.descriptor = onnx_metadata.sr_file_props(p, descriptor)
         stored = props.get(onnx_metadata.PRECISION, "fp32")
         self.precision = precision or stored
         hint = HINTS.get((stored, self.precision))

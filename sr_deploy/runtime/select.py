@@ -25,7 +25,7 @@ from sr_deploy.backends.openvino import OvUpscaler, openvino_unavailable_reason,
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt import TrtUpscaler
 from sr_deploy.backends.trt_metadata import read_metadata
-from sr_deploy.errors import BackendUnavailable, ModelFileError
+from sr_deploy.errors import BackendUnavailable
 from sr_deploy.hardware import tensorrt_unavailable_reason, this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
@@ -194,10 +194,7 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         raise FileNotFoundError(f"model {path} is not a file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        props = onnx_metadata.file_props(path)  # ModelFileError naming the file and the problem
-        if onnx_metadata.DESCRIPTOR not in props:
-            raise ModelFileError(f"{path} has no sr-deploy metadata: export it with sr_deploy.export_onnx "
-                                 "(`sr-deploy export onnx`)")
+        props, _ = onnx_metadata.sr_file_props(path)  # ModelFileError naming the file and the problem
         calibration = json.loads(props.get(onnx_metadata.CALIBRATION, "{}"))
         validated = calibration.get("validated_on", {})
         return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),

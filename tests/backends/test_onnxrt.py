@@ -12,9 +12,11 @@ import onnxruntime
 import pytest
 
 from sr_deploy.backends.base import BackendUnavailable
+from sr_deploy.backends.onnx_metadata import DESCRIPTOR
 from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt_profiles import Profile
+from sr_deploy.errors import ModelFileError
 from sr_deploy.runtime.images import upscale_image
 from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
@@ -67,6 +69,11 @@ def test_files_without_sr_deploy_metadata_or_missing_are_errors(small_onnx: Path
         OrtUpscaler(bare)
     with pytest.raises(FileNotFoundError, match="missing.onnx does not exist"):
         OrtUpscaler(tmp_path / "missing.onnx")
+    model.metadata_props.add(key=DESCRIPTOR, value='{"scale": "four"}')  # a descriptor that does not parse
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    with pytest.raises(ModelFileError, match=f"broken.onnx: invalid '{DESCRIPTOR}' metadata"):
+        OrtUpscaler(broken)
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
