@@ -136,7 +136,8 @@ def upscale(
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
 
-    say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {escape(selection.reason)}")
+    reason = escape(selection.reason).replace("WARNING:", "[bold yellow]WARNING:[/]")  # int8 from another CPU class
+    say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {reason}")
     for problem in plan.problems:
         skipped(problem)
     with Progress(*progress_columns(), console=console) as progress:
