@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.results import load_table
+from sr_deploy.bench.variants import EMULATED
 from sr_deploy.cli import app
+from sr_deploy.runtime.select import machine_facts
 from tests.helpers import perturb_conv
 
 
@@ -77,7 +79,11 @@ def test_bench_holds_one_variant_at_a_time(random_tiny_weights: Path, random_tin
     variants = load_table(tmp_path / "r", "variants")
     assert variants.filter(pl.col("backend") == "onnxruntime")["variant"].to_list() == [
         f"onnxruntime-fp32 ({random_tiny_onnx.stem})", "onnxruntime-fp32 (copy)"]
-    assert (variants["device"] == "cpu").all() and variants["load_s"].is_not_null().all()
+    ran = variants.filter(pl.col("status") == "ok")
+    assert (ran["device"] == "cpu").all() and ran["load_s"].is_not_null().all()
+    skipped = variants.filter(pl.col("status") != "ok")  # bf16 on a CPU that only emulates it (AVX2), and nothing else
+    assert skipped["variant"].to_list() == ([] if machine_facts().cpu_bf16 else ["torch-bf16+channels_last"])
+    assert (skipped["reason"] == EMULATED).all() and skipped["load_s"].is_null().all()
     latency = load_table(tmp_path / "r", "latency")
     assert (latency["peak_rss_mb"] - latency["rss_increase_mb"] > 50).all()  # the process baseline: python, torch
     assert sorted(p.name for p in (tmp_path / "r" / "crops").iterdir()) == ["bicubic.png", "fp32.png", "hr.png"]
