@@ -24,10 +24,14 @@ ray_group = pytest.mark.xdist_group("ray")
 
 @pytest.fixture(scope="session")
 def ray_local(private_cache: Path) -> Iterator[ModuleType]:
-    """``ray``, initialised as a 2-CPU local instance (its workers inherit the tests' private cache)."""
+    """``ray``, initialised as a 2-CPU local instance (its workers inherit the tests' private cache, and Serve's
+    proxy readiness timeout of 60 s instead of 5 s: on 2 cores busy with the other tests, the Serve controller killed
+    its HTTP proxy before the proxy's process had started, and ``serve.start`` failed with ActorDiedError)."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # read by the controller, a child of this Ray
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
