@@ -333,8 +333,16 @@ def int8_expectation(artifact: Artifact, facts: Facts) -> str | None:
     if kind == "8-bit u8s8" and facts.cpu_vnni and artifact.validated_vnni is False:
         return (f"NOTE: {head}: expect at most its recorded drop: it was measured with the saturating arithmetic of a "
                 f"CPU without VNNI, which this one does not have ({measured}); re-export it here to measure it")
-    return (f"NOTE: {head}: expect its recorded drop: its {kind} arithmetic accumulates exactly in int32 on both "
-            f"classes ({measured}), not measured on this CPU; re-export it here to measure it")
+    if kind == "8-bit u8s8" and artifact.validated_vnni is not None:  # here: the same VNNI on both sides
+        why = ("is the same on both classes (both have VNNI, whose products accumulate exactly in int32)"
+               if facts.cpu_vnni else f"is the same on both classes (neither has VNNI: both saturate alike; "
+               f"{measured})")
+    elif kind == "8-bit u8s8":
+        why = f"depends on VNNI, which the file does not record for its CPU ({measured})"
+    else:
+        why = f"accumulates exactly in int32 on both classes ({measured})"
+    return (f"NOTE: {head}: expect its recorded drop: its {kind} arithmetic {why}, not measured on this CPU; "
+            "re-export it here to measure it")
 
 
 def _cuda_index(device: str | None) -> int:
