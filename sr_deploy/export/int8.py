@@ -165,6 +165,7 @@ def export_int8(
         "layout": target,
         "activations": "int8 symmetric" if layout.symmetric_activations else "uint8 asymmetric",
         "weights": "int8 symmetric per-channel" + (" (7-bit reduce_range)" if reduce_range else ""),
+        "weight_bits": 7 if reduce_range else 8,
         "op_types": list(layout.op_types),
         "bins": bins if method != "minmax" else None,
         "entropy_target_levels": ENTROPY_QUANTIZED_BINS if method == "entropy" else None,  # KL: bins -> levels

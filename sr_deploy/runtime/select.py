@@ -162,7 +162,8 @@ def machine_facts() -> Facts:
 class Artifact:
     """A model file: ``kind`` ``weights`` (.safetensors/.pt), ``onnx`` or ``engine`` (.engine/.plan);
     ``precision`` the file is fixed to (None for weights: they run in any float precision). For an
-    int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``), the CPU instruction-set class
+    int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``, from the calibration's ``weight_bits``; a file
+    without it counts as 8-bit, the conservative reading), the CPU instruction-set class
     it was validated on (``validated_isa``, with VNNI or not) and the Y-PSNR drop measured there (dB)."""
 
     path: Path
@@ -198,7 +199,7 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         calibration = json.loads(props.get(onnx_metadata.CALIBRATION, "{}"))
         validated = calibration.get("validated_on", {})
         return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),
-                        validated.get("isa"), validated.get("vnni"), "7-bit" in calibration.get("weights", ""),
+                        validated.get("isa"), validated.get("vnni"), calibration.get("weight_bits") == 7,
                         calibration.get("psnr_drop_db"))
     if suffix in ENGINE_SUFFIXES:
         return Artifact(path, "engine", read_metadata(path).precision)

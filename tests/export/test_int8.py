@@ -31,6 +31,13 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
     return [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
 
 
+def _weight_codes(model: onnx.ModelProto) -> list[np.ndarray]:
+    """The int8 weight tensors (quantized offline: an initializer straight into a DequantizeLinear)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return [inits[n.input[0]] for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+
+
 @pytest.mark.parametrize(("flags", "seven_bit"), [
     (ZEN3, True), (SKYLAKE_SP, True), (ALDER_LAKE, False), (ZEN5, False), (SAPPHIRE_RAPIDS, False)])
 def test_seven_bit_weights_exactly_for_u8s8_without_vnni(flags: str, seven_bit: bool) -> None:
@@ -47,13 +54,17 @@ def test_seven_bit_weights_are_refused_for_the_symmetric_layout(tmp_path: Path) 
     assert not (tmp_path / "m.int8.onnx").exists()
 
 
-@pytest.mark.parametrize("target", ["tensorrt", "ort-cpu"])
-def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: Path, target: str) -> None:
+@pytest.mark.parametrize(("target", "other_width"), [("tensorrt", False), ("ort-cpu", False), ("ort-cpu", True)])
+def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: Path, target: str,
+                                             other_width: bool) -> None:
     # a 2-image calibration of a 300-step tiny model: its int8 drop swings by CPU class (-0.78 dB here on AVX-512
     # VNNI, +1.17 / +1.27 dB with the weights trained on the AVX2 kernels under tests/emulate_cpu.sh), so the gate is
-    # off (its own test is below); the metadata is the point
+    # off (its own test is below); the metadata is the point. `other_width`: the weights width this CPU would not
+    # choose (7-bit where it has VNNI, 8-bit where not), so both widths are checked on every CPU class.
+    cpu = this_cpu()
+    seven_bit = default_reduce_range(target, cpu) != other_width
     result = export_int8(trained_tiny_onnx, tmp_path / "m.int8.onnx", target=target, num_images=2,
-                         max_plain_drop=math.inf)
+                         max_plain_drop=math.inf, reduce_range=seven_bit if other_width else None)
     model = onnx.load(str(result.path))
     props = meta.read_props(model)
     assert props[meta.PRECISION] == "int8"
@@ -61,14 +72,16 @@ def test_int8_layouts_run_and_carry_metadata(trained_tiny_onnx: Path, tmp_path: 
     assert calib["layout"] == target and calib["method"] == DEFAULT_METHOD == "entropy" and calib["crops"] == 8
     # validated here, on this CPU class, within the plain-export accuracy limit; 7-bit weights chosen for u8s8
     # activations exactly where the CPU has no VNNI
-    cpu = this_cpu()
     assert calib["validated_on"]["isa"] == cpu.isa and calib["validated_on"]["vnni"] == cpu.vnni
     assert calib["psnr_drop_db"] == calib["validated_on"]["psnr_drop_db"] and math.isfinite(calib["psnr_drop_db"])
     assert PLAIN_MAX_DROP_DB == 0.3
-    assert calib["weights"].endswith("(7-bit reduce_range)") == default_reduce_range(target, cpu)
+    assert calib["weight_bits"] == (7 if seven_bit else 8)
+    # the recorded width is the file's: symmetric per-channel codes reach 127 with 8 bits, 64 with 7
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in _weight_codes(model)) == (
+        64 if calib["weight_bits"] == 7 else 127)
     artifact = identify(result.path)  # what the runtime reads back to say what to expect on another CPU class
     assert (artifact.layout, artifact.validated_isa, artifact.validated_vnni, artifact.seven_bit,
-            artifact.recorded_drop) == (target, cpu.isa, cpu.vnni, default_reduce_range(target, cpu),
+            artifact.recorded_drop) == (target, cpu.isa, cpu.vnni, seven_bit,
                                         calib["psnr_drop_db"])
     zps = _zero_points(model)
     if target == "tensorrt":
