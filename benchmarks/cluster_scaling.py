@@ -34,9 +34,9 @@ import polars as pl
 from PIL import Image
 
 import sr_deploy as sr
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.data.image_io import encode_image, list_images, read_image, write_image
 from sr_deploy.hardware import this_cpu
 from sr_deploy.runtime.jobs import plan_job, run_job
@@ -159,10 +159,9 @@ def main() -> None:
                      if steadies else None, "vs_local": round(rate / base, 2)})
     table = pl.DataFrame(rows)
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "cluster_scaling.csv")
-    codec.write_csv(out / "codec.csv")
+    out = results_folder(args.out, env)
+    save_table(table, out, "cluster_scaling", formats=("csv",))
+    save_table(codec, out, "codec", formats=("csv",))
     cpu = this_cpu()
     text = [
         f"# `upscale` locally and on a local Ray cluster: {args.images} images of {height}x{width} "
@@ -188,8 +187,7 @@ def main() -> None:
         f"--size {args.size} --model {args.model} --backend {args.backend} --workers {args.workers} "
         f"--cpus {args.cpus} --rounds {args.rounds} --codec-size {args.codec_size}`",
     ]
-    atomic_write_bytes(out / "cluster_scaling.md", ("\n".join(text) + "\n").encode())
-    print(out / "cluster_scaling.md")
+    print(save_markdown(out, "cluster_scaling", text))
 
 
 if __name__ == "__main__":

@@ -40,10 +40,8 @@ from rich.console import Console
 
 import sr_deploy as sr
 from sr_deploy import BackendUnavailable
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
 from sr_deploy.bench.report import markdown_table
-from sr_deploy.bench.results import save_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.bench.run import dataset_name
 from sr_deploy.data.datasets import collect_images
 from sr_deploy.export.int8 import default_reduce_range
@@ -121,8 +119,7 @@ def main() -> None:
     fp32 = table.filter(pl.col("layout") == "fp32").select("dataset", pl.col("psnr_y").alias("fp32_psnr_y"))
     table = table.join(fp32, on="dataset").with_columns(drop_db=pl.col("fp32_psnr_y") - pl.col("psnr_y"))
     table = table.drop("fp32_psnr_y")
-    out = Path(args.out.replace("{machine}", machine_slug(environment())))
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out)
     save_table(table, out, "int8_calibration")
     wide = table.filter(pl.col("layout") != "fp32").pivot(
         on="dataset", index=["engine", "layout", "method", "weights"], values="drop_db")
@@ -141,8 +138,7 @@ def main() -> None:
         "Command: `python benchmarks/int8_calibration.py " + " ".join(sys.argv[1:]) + "`"
         + (" under `tests/emulate_cpu.sh`" if cpu.model.startswith("QEMU ") else ""),
     ]
-    atomic_write_bytes(out / "int8_calibration.md", ("\n".join(lines) + "\n").encode())
-    console.print(f"wrote {out / 'int8_calibration.md'}")
+    console.print(f"wrote {save_markdown(out, 'int8_calibration', lines)}")
 
 
 if __name__ == "__main__":

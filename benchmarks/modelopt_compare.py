@@ -44,8 +44,9 @@ from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.onnx_metadata import load_sr_onnx
 from sr_deploy.backends.onnxrt import OrtUpscaler
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.bench.run import dataset_name
 from sr_deploy.data.datasets import collect_images
 from sr_deploy.export.calibration import calibration_set
@@ -175,9 +176,8 @@ def main() -> None:
     base = acc.filter(pl.col("model") == "fp32").select("dataset", pl.col("psnr_y").alias("fp32"))
     acc = acc.join(base, on="dataset").with_columns(drop_db=pl.col("fp32") - pl.col("psnr_y")).drop("fp32")
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    nodes.write_csv(out / "modelopt_nodes.csv")
+    out = results_folder(args.out, env)
+    save_table(nodes, out, "modelopt_nodes", formats=("csv",))
     command = "python benchmarks/modelopt_compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = {
         "command": command, "cpu": env.get("cpu"), "model": args.model, "calibration": {"crops": args.crops,
@@ -222,8 +222,7 @@ def main() -> None:
         "",
         "Per-node table: `modelopt_nodes.csv`.",
     ]
-    atomic_write_bytes(out / "modelopt_compare.md", ("\n".join(lines) + "\n").encode())
-    console.print(f"wrote {out / 'modelopt_compare.md'}")
+    console.print(f"wrote {save_markdown(out, 'modelopt_compare', lines)}")
 
 
 if __name__ == "__main__":

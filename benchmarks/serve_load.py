@@ -31,16 +31,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
 import polars as pl
 import psutil
 
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.data.datasets import embedded_images
 from sr_deploy.data.image_io import encode_image, read_image
 from sr_deploy.hardware import this_cpu
@@ -239,9 +238,8 @@ def main() -> None:
         exit_code = batched.stop()
     table = pl.DataFrame(rows)
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "serve_load.csv")
+    out = results_folder(args.out, env)
+    save_table(table, out, "serve_load", formats=("csv",))
     cpu = this_cpu()
     first, again = rows[0], rows[1]
     text = [
@@ -271,8 +269,7 @@ def main() -> None:
         f"{args.max_batch} --batch-wait-ms {args.batch_wait_ms:g} --max-queue {args.max_queue} --window "
         f"{args.window} --out 'benchmarks/results/{{machine}}'`",
     ]
-    atomic_write_bytes(out / "serve_load.md", ("\n".join(text) + "\n").encode())
-    print(out / "serve_load.md")
+    print(save_markdown(out, "serve_load", text))
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ that of the route fastest on the job window (1.00: the probe chose right). Write
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import polars as pl
 
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.hardware import this_cpu
 from sr_deploy.runtime.load import Option, budget_options, fastest_option, load
 from sr_deploy.runtime.select import identify
@@ -87,9 +86,8 @@ def main() -> None:
     order = list(decisions)
     summary = pl.DataFrame(sorted(summary_rows, key=lambda row: order.index(row["decision"])))
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "tune_probe.csv")
+    out = results_folder(args.out, env)
+    save_table(table, out, "tune_probe", formats=("csv",))
     cpu = this_cpu()
     probe_args = " ".join(f"--probe {h}x{w}" for h, w in probes)
     text = [
@@ -116,8 +114,7 @@ def main() -> None:
         f"Command: `python benchmarks/tune_probe.py --model {args.model} --size {args.size[0]}x{args.size[1]} "
         f"{probe_args} --max-psnr-drop {args.max_psnr_drop:g} --budget {args.budget:g} --out '{args.out}'`",
     ]
-    atomic_write_bytes(out / "tune_probe.md", ("\n".join(text) + "\n").encode())
-    print(out / "tune_probe.md")
+    print(save_markdown(out, "tune_probe", text))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.data.image_io import read_image, write_image
 from sr_deploy.data.imresize import imresize
 from sr_deploy.hardware import this_cpu
@@ -85,9 +85,8 @@ def main() -> None:
                      "max_s": round(max(times[name]), 1), "speedup_vs_torch_fp32": round(base / median, 2)})
     table = pl.DataFrame(rows)
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "upscale_speed.csv")
+    out = results_folder(args.out, env)
+    save_table(table, out, "upscale_speed", formats=("csv",))
     cpu = this_cpu()
     text = [
         f"# `sr-deploy upscale` of one {height}x{width} LR image (output {4 * height}x{4 * width}), whole processes",
@@ -97,11 +96,10 @@ def main() -> None:
         "",
         markdown_table(table),
         "",
-        f"Command: `python benchmarks/upscale_speed.py --photo {args.photo.name} --size {args.size} "
-        f"--rounds {args.rounds}`",
+        f"Command: `python benchmarks/upscale_speed.py --photo {args.photo} --size {args.size} "
+        f"--rounds {args.rounds} --out '{args.out}'`",
     ]
-    atomic_write_bytes(out / "upscale_speed.md", ("\n".join(text) + "\n").encode())
-    print(out / "upscale_speed.md")
+    print(save_markdown(out, "upscale_speed", text))
 
 
 if __name__ == "__main__":

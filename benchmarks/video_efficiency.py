@@ -30,9 +30,9 @@ import numpy as np
 import polars as pl
 
 import sr_deploy as sr
-from sr_deploy.artifacts import atomic_write_bytes
-from sr_deploy.bench.environment import environment, machine_slug
+from sr_deploy.bench.environment import environment
 from sr_deploy.bench.report import markdown_table
+from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.data.image_io import read_image
 from sr_deploy.data.imresize import imresize
 from sr_deploy.hardware import this_cpu
@@ -156,9 +156,8 @@ def main() -> None:
     load_after = os.getloadavg()
     table = pl.DataFrame(rows)
     env = environment()
-    out = Path(args.out.replace("{machine}", machine_slug(env)))
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "video_efficiency.csv")
+    out = results_folder(args.out, env)
+    save_table(table, out, "video_efficiency", formats=("csv",))
     cpu = this_cpu()
     text = [
         f"# `upscale_video` against the model alone: {args.frames} frames of {height}x{width} "
@@ -181,8 +180,7 @@ def main() -> None:
         f"--size {args.size} --frames {args.frames} --rounds {args.rounds} --batch {args.batch} "
         f"--codec-threads {args.codec_threads}`",
     ]
-    atomic_write_bytes(out / "video_efficiency.md", ("\n".join(text) + "\n").encode())
-    print(out / "video_efficiency.md")
+    print(save_markdown(out, "video_efficiency", text))
 
 
 if __name__ == "__main__":

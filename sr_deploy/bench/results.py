@@ -18,22 +18,41 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json
+from sr_deploy.bench.environment import environment, machine_slug
 
 TABLES = ("variants", "parity", "accuracy", "latency")
 
 
-def save_table(df: pl.DataFrame, folder: str | os.PathLike[str], name: str) -> None:
-    """Write ``df`` as ``name.parquet`` and ``name.csv`` in ``folder``, each atomically."""
-    for suffix, write in (("parquet", df.write_parquet), ("csv", df.write_csv)):
+def save_table(df: pl.DataFrame, folder: str | os.PathLike[str], name: str,
+               formats: Sequence[str] = ("parquet", "csv")) -> None:
+    """Write ``df`` as ``name.parquet`` and/or ``name.csv`` in ``folder`` (``formats``), each atomically."""
+    writers: dict[str, Callable[[io.BytesIO], object]] = {"parquet": df.write_parquet, "csv": df.write_csv}
+    for suffix in formats:
         buf = io.BytesIO()
-        write(buf)
+        writers[suffix](buf)
         atomic_write_bytes(Path(folder) / f"{name}.{suffix}", buf.getvalue())
+
+
+def results_folder(template: str, env: dict[str, Any] | None = None) -> Path:
+    """The folder a benchmark script writes to, created: ``template`` (its ``--out``) with ``{machine}`` replaced
+    by :func:`~sr_deploy.bench.environment.machine_slug` of ``env`` (this machine's when None)."""
+    folder = Path(template.replace("{machine}", machine_slug(env if env is not None else environment())))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_markdown(folder: str | os.PathLike[str], name: str, lines: Sequence[str]) -> Path:
+    """Write ``lines`` as ``name.md`` in ``folder`` atomically, one per line; returns its path."""
+    path = Path(folder) / f"{name}.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
 
 
 def load_table(folder: str | os.PathLike[str], name: str) -> pl.DataFrame:

@@ -162,9 +162,9 @@ def machine_facts() -> Facts:
 class Artifact:
     """A model file: ``kind`` ``weights`` (.safetensors/.pt), ``onnx`` or ``engine`` (.engine/.plan);
     ``precision`` the file is fixed to (None for weights: they run in any float precision). For an
-    int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``, from the calibration's ``weight_bits``; a file
-    without it counts as 8-bit, the conservative reading), the CPU instruction-set class
-    it was validated on (``validated_isa``, with VNNI or not) and the Y-PSNR drop measured there (dB)."""
+    int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``, from the calibration's
+    ``weight_bits``; a file without it counts as 8-bit, the conservative reading), the CPU instruction-set class it
+    was validated on (``validated_isa``, with VNNI or not) and the Y-PSNR drop measured there (dB)."""
 
     path: Path
     kind: str
