@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,16 @@ from sr_deploy.runtime.convert import converted_path, cpu_int8_engine
 from sr_deploy.runtime.load import budget_options, load_selected
 from sr_deploy.runtime.select import identify, machine_facts
 
+# both tests share one cache, so the int8 conversion within the budget is made once (by whichever runs first)
+pytestmark = pytest.mark.xdist_group("runtime_load_cache")
 
-@pytest.fixture()
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SR_DEPLOY_CACHE", str(folder))
+        yield folder
 
 
 def test_options_are_fp32_and_reduced_precisions_within_the_measured_budget(small_weights: Path, cache: Path) -> None:
