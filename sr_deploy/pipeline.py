@@ -1,11 +1,11 @@
 """``sr-deploy pipeline`` / ``sr-deploy demo``: weights -> ONNX fp32 -> fp16 -> int8 -> engines -> bench -> report.
 
-Every step is keyed on the sha256 of its input files (weights, ONNX, every calibration and
-validation image) plus its options, and recorded in ``OUT/manifest.json`` with the sha256 of what
-it wrote. A step whose key matches and whose outputs are still there, unchanged, is skipped; so a
-second call with the same inputs does no work, and changing one input redoes exactly the steps
-downstream of it. TensorRT engines are built only where TensorRT and a GPU are available, else the
-step is recorded as ``not available: <reason>``.
+Every step is keyed on the sha256 of its input files (weights, ONNX, every calibration and validation image)
+plus its options, and recorded in ``OUT/manifest.json`` with the sha256 of what it wrote, the seconds it took
+and the machine it ran on (CPU model, ISA class, cores, GPUs). A step whose key matches and whose outputs are
+still there, unchanged, is skipped; so a second call with the same inputs does no work, and changing one input
+redoes exactly the steps downstream of it. TensorRT engines are built only where TensorRT and a GPU are
+available, else the step is recorded as ``not available: <reason>``.
 
 Files in ``OUT``: ``model.fp32.onnx``, ``model.fp16.onnx``, ``model.int8-ort.onnx`` (ort-cpu layout,
 ``onnxruntime`` target), ``model.int8-trt.onnx`` (tensorrt layout), ``engines/*.engine``,
@@ -25,6 +25,7 @@ from typing import Any
 
 from sr_deploy.artifacts import atomic_write_json, sha256_file
 from sr_deploy.bench.config import QUICK, BenchConfig
+from sr_deploy.bench.environment import cpu_info, gpu_info
 from sr_deploy.bench.report import write_report
 from sr_deploy.bench.run import run_bench
 from sr_deploy.compare import Comparison
@@ -90,9 +91,16 @@ def step_key(inputs: Sequence[str | os.PathLike[str]], options: dict[str, Any]) 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def machine() -> dict[str, Any]:
+    """What a step ran on, for the manifest: CPU model, ISA class, logical cores and GPU names."""
+    cpu = cpu_info()
+    return {"cpu": cpu["model"], "isa_class": cpu["isa_class"], "cores": cpu["logical_cores"],
+            "gpus": [g["name"] for g in gpu_info()]}
+
+
 class Manifest:
     """``OUT/manifest.json``: per step its key, its outputs (paths relative to OUT) with their sha256,
-    status and note."""
+    status, note, the seconds it took and the :func:`machine` it ran on."""
 
     def __init__(self, out: Path) -> None:
         self.root, self.path = out, out / MANIFEST
@@ -110,9 +118,9 @@ class Manifest:
         files = [(self.root / name, digest) for name, digest in entry["outputs"].items()]
         return all(f.is_file() and sha256_file(f) == digest for f, digest in files)
 
-    def record(self, step: str, key: str, outputs: Sequence[Path], status: str, note: str) -> None:
+    def record(self, step: str, key: str, outputs: Sequence[Path], status: str, note: str, seconds: float) -> None:
         self.steps[step] = {"key": key, "outputs": {str(p.relative_to(self.root)): sha256_file(p) for p in outputs},
-                            "status": status, "note": note}
+                            "status": status, "note": note, "seconds": round(seconds, 2), "machine": machine()}
         atomic_write_json(self.path, {"steps": self.steps})
 
 
@@ -130,8 +138,9 @@ class _Steps:
             return
         self.log(f"{name}: running")
         note = work()
-        self.manifest.record(name, key, outputs, "done", note)
-        self.results.append(StepResult(name, "done", time.perf_counter() - start, [str(p) for p in outputs], note))
+        seconds = time.perf_counter() - start
+        self.manifest.record(name, key, outputs, "done", note, seconds)
+        self.results.append(StepResult(name, "done", seconds, [str(p) for p in outputs], note))
 
     def unavailable(self, name: str, reason: str) -> None:
         self.results.append(StepResult(name, "not available", 0.0, [], reason))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
+from sr_deploy.hardware import this_cpu
 from sr_deploy.pipeline import MANIFEST, PipelineConfig, run_demo, run_pipeline, step_key
 from tests.helpers import save_tiny_model
 
@@ -48,6 +50,15 @@ def test_demo_end_to_end(demo_run: tuple[Path, Path, str]) -> None:
     text = report.read_text()
     assert "onnxruntime-int8" in text and "![side-by-side crop](plots/crops.png)" in text
     assert "export int8 (ort-cpu)" in output and "bench" in output  # the summary table
+    # what each step took, and where: the demo's time on this CPU class is in its manifest and its summary
+    steps = json.loads((out / MANIFEST).read_text())["steps"]
+    cpu = this_cpu()
+    assert set(steps) == {*EXPORT_STEPS, "bench", "report"}
+    assert all(e["seconds"] > 0 and e["machine"]["isa_class"] == cpu.isa and e["machine"]["cpu"] == cpu.model
+               for e in steps.values())
+    total = sum(e["seconds"] for e in steps.values())
+    printed = re.search(rf"(\d+\.\d) s of steps on {re.escape(cpu.model)} \({cpu.isa}\)", " ".join(output.split()))
+    assert printed and abs(float(printed.group(1)) - total) < 0.5, output
 
 
 @demo_group

@@ -52,7 +52,7 @@ from sr_deploy.data.image_io import (
     image_size,
     printable,
 )
-from sr_deploy.pipeline import TARGETS, StepResult, run_demo
+from sr_deploy.pipeline import TARGETS, StepResult, machine, run_demo
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
 from sr_deploy.video import VIDEO_SUFFIXES
@@ -243,7 +243,10 @@ def tune_command(
 
 
 def _print_steps(results: Sequence[StepResult]) -> None:
-    table = Table(title="pipeline")
+    here = machine()
+    gpus = f", {', '.join(here['gpus'])}" if here["gpus"] else ""
+    table = Table(title="pipeline", caption=f"{sum(r.seconds for r in results):.1f} s of steps on {here['cpu']} "
+                  f"({here['isa_class']}), {here['cores']} cores{gpus}")
     for col in ("step", "status", "seconds", "note"):
         table.add_column(col)
     for r in results:
