@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import re
@@ -11,7 +12,11 @@ from typing import Any
 import psutil
 
 from sr_deploy.artifacts import library_versions
+from sr_deploy.backends.openvino import symmetric_int8_refusal_for
+from sr_deploy.export.int8 import default_reduce_range
 from sr_deploy.hardware import read_cpu
+from sr_deploy.runtime.convert import cache_root
+from sr_deploy.runtime.select import RANKING, machine_facts
 
 #: CPU flags that decide which kernels run (AVX-512, bf16, VNNI int8, AMX tiles).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -104,3 +109,34 @@ def machine_slug(env: dict[str, Any]) -> str:
     if env.get("gpus"):
         parts.append(slug(env["gpus"][0]["name"]))
     return "-".join(p for p in parts if p)
+
+
+def capabilities(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
+    """What this machine can run and how well (``sr-deploy info``): the CPU (:func:`cpu_info`) and GPUs, the
+    precision facts that follow from the CPU's instruction set (bf16 native or emulated; whether uint8 x int8
+    products saturate, so that ``export int8`` chooses 7-bit weights for the ort-cpu layout: ``int8_weight_bits``;
+    whether OpenVINO runs the tensorrt Q/DQ layout), every route of the ranking with why it cannot run here (None:
+    it can), library versions and the cache folder. ``cpuinfo``: the CPU's ``/proc/cpuinfo`` (another CPU's file
+    shows what that CPU would run with this machine's libraries and GPUs)."""
+    cpu = read_cpu(cpuinfo)
+    facts = dataclasses.replace(machine_facts(), cpu_bf16=cpu.bf16, cpu_vnni=cpu.vnni, cpu_isa=cpu.isa)
+    bf16 = ("native (AMX)" if "amx_bf16" in cpu.flags else "native (AVX-512 BF16)") if cpu.bf16 else (
+        "emulated (no AVX-512 BF16 or AMX): slower than fp32; bench, demo and auto skip it")
+    seven_bit = default_reduce_range("ort-cpu", cpu)
+    u8s8 = ("uint8 x int8 products saturate (no VNNI): export int8 gives the ort-cpu layout 7-bit weights"
+            if seven_bit else "uint8 x int8 products accumulate exactly (VNNI): export int8 keeps 8-bit weights")
+    return {
+        "cpu": cpu_info(cpuinfo),
+        "gpus": gpu_info(),
+        "precisions": {
+            "bf16": bf16,
+            "int8, ort-cpu layout": u8s8,
+            "int8, tensorrt layout on OpenVINO": symmetric_int8_refusal_for(cpu.vnni, cpu.isa) or "runs",
+        },
+        "int8_weight_bits": 7 if seven_bit else 8,
+        "routes": [{"route": r.label, "runs_from": r.artifact if r.artifact == "weights" else
+                    f"{r.file_precision} {r.artifact}",
+                    "unavailable": facts.unavailable(r)} for r in RANKING],
+        "versions": library_versions(),
+        "cache": str(cache_root()),
+    }

@@ -5,7 +5,8 @@ point, unless ``--debug`` asks for its traceback.
 
 The commands live by job: :mod:`~sr_deploy.cli.evaluate` (evaluate, bench, report),
 :mod:`~sr_deploy.cli.train` (train srresnet | srgan | release), :mod:`~sr_deploy.cli.export`
-(export onnx | fp16 | int8, build) and :mod:`~sr_deploy.cli.upscale` (upscale, pipeline, demo), with
+(export onnx | fp16 | int8, build), :mod:`~sr_deploy.cli.upscale` (upscale, tune, pipeline, demo),
+:mod:`~sr_deploy.cli.serve` (serve) and :mod:`~sr_deploy.cli.info` (info: this machine's facts), with
 what they share in :mod:`~sr_deploy.cli.common`. This module only assembles them into :data:`app`.
 """
 
@@ -17,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from sr_deploy.cli import evaluate, export, serve, train, upscale
+from sr_deploy.cli import evaluate, export, info, serve, train, upscale
 from sr_deploy.cli.common import console, state
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ for command in (evaluate.evaluate, export.build, evaluate.bench, evaluate.report
                 upscale.upscale):
     app.command()(command)
 app.command("tune")(upscale.tune_command)
+app.command("info")(info.info)
 app.command("serve")(serve.serve)
 app.add_typer(train.train_app, name="train")
 app.add_typer(export.export_app, name="export")
