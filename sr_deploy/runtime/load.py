@@ -71,7 +71,8 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
 def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[int, int, int, int] | None,
                    log: Callable[[str], None] | None) -> tuple[Option, Selection]:
     """The option whose best route is fastest: timed on this machine with ``tune_shape``, else by the static
-    ranking; an option measured on one engine (:attr:`Option.engine`) runs only there."""
+    ranking; an option measured on one engine (:attr:`Option.engine`) runs only there. With more than one
+    option, the reason ends with each option's fastest route, its time (when timed) and its drop, fastest first."""
     facts, note = machine_facts(), log or (lambda _m: None)
     picks = []
     for option in options:
@@ -92,6 +93,17 @@ def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[
         picks.append((key, option, Selection(option.artifact, best, summary,
                                              (best, *(r for r in selection.candidates if r != best)))))
     _, option, selection = min(picks, key=lambda pick: pick[0])
+    if len(picks) > 1:  # the trade-off the choice was made on: each option's fastest route and its drop
+        def row(key: float, o: Option, s: Selection) -> str:
+            took = f" {key:.1f} ms" if tune_shape is not None else ""
+            drop = "the reference" if o.precision == "fp32" else f"drop {round(o.drop, 3) + 0.0:.3f} dB"  # no -0.000
+            return f"{o.precision}{took} on {s.route.backend} ({drop})"
+
+        table = ", ".join(row(*pick) for pick in sorted(picks, key=lambda pick: pick[0]))
+        basis = "timed" if tune_shape is not None else "by the static ranking"
+        selection = Selection(selection.artifact, selection.route,
+                              f"{selection.reason}; the options, fastest first ({basis}): {table}",
+                              selection.candidates)
     return option, selection
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def test_budgeted_load_says_what_it_chose_and_why(small_weights: Path, cache: Pa
     assert up.precision in ("fp32", "bf16", "int8")
     assert f"{up.precision}: Y-PSNR drop " in selection.reason and "(budget 0.5 dB)" in selection.reason
     assert "measured now" in selection.reason or "cached measurement" in selection.reason
+    # the trade-off the choice was made on: every option's fastest route, timed, with its drop; the choice first
+    table = selection.reason.split("; the options, fastest first (timed): ")[1]
+    rows = re.findall(r"(fp32|bf16|fp16|int8) ([\d.]+) ms on (\w+) \((the reference|drop -?[\d.]+ dB)\)", table)
+    assert len(rows) == table.count(", ") + 1 >= 2 and rows[0][0] == up.precision  # fp32 and int8 at least
+    assert [float(r[1]) for r in rows] == sorted(float(r[1]) for r in rows)
+    assert {r[0]: r[3] for r in rows}["fp32"] == "the reference"
     if up.precision == "int8":
         assert selection.route.backend == cpu_int8_engine()
     fixed, plain = load_selected(small_weights, max_psnr_drop=0.5, precision="fp32")  # an explicit precision wins
