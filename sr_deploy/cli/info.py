@@ -1,42 +1,61 @@
-"""``sr-deploy info``: what this machine can run, and how well (the facts every measurement here depends on)."""
+"""``sr-deploy info [MODEL]``: what this machine can run, and how well (the facts every measurement here depends
+on); with a model, what the file is and how it would run here."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from sr_deploy.bench.environment import capabilities
-from sr_deploy.cli.common import print_table
+from sr_deploy.cli.common import fail, print_table
+from sr_deploy.errors import ModelFileError
+from sr_deploy.runtime.describe import describe
 
 
 def info(
+    model: Annotated[str | None, typer.Argument(help="Shipped model name, weights, .onnx or .engine file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON (for a bug report)")] = False,
 ) -> None:
     """This machine's CPU class and GPUs, which precisions run natively, how int8 is made here, and every route
-    with why it cannot run here.
+    with why it cannot run here; with MODEL, what it is (kind, precision, descriptor, an int8 file's validation
+    CPU class and what to expect here) and the route auto takes for it.
 
-    Example: sr-deploy info --json > machine.json
+    Example: sr-deploy info m.int8.onnx --json > facts.json
     """
-    facts = capabilities()
+    try:
+        model_facts = describe(model) if model is not None else None
+    except (FileNotFoundError, ValueError, ModelFileError) as exc:
+        raise fail(str(exc)) from None
+    machine = capabilities()
     if as_json:
-        typer.echo(json.dumps(facts, indent=2))
+        typer.echo(json.dumps({"machine": machine, "model": model_facts}, indent=2))
         return
-    cpu = facts["cpu"]
-    gpus = ", ".join(g["name"] for g in facts["gpus"]) or "none"
-    machine = Table(title="this machine", show_header=False)
-    machine.add_column("fact")
-    machine.add_column("value")
-    rows = [("CPU", f"{cpu['model']}, {cpu['logical_cores']} logical cores ({cpu['affinity_cores']} usable)"),
-            ("ISA class", f"{cpu['isa_class']} ({' '.join(cpu['isa']) or 'no flags read'})"), ("GPUs", gpus),
-            *((f"precision: {name}", str(value)) for name, value in facts["precisions"].items()),
-            ("versions", ", ".join(f"{k} {v}" for k, v in facts["versions"].items())), ("cache", facts["cache"])]
+    _print_machine(machine)
+    if model_facts is not None:
+        _print_model(model_facts)
+
+
+def _facts_table(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("fact")
+    table.add_column("value", overflow="fold")
     for name, value in rows:
-        machine.add_row(name, escape(value))
-    print_table(machine)
+        table.add_row(name, escape(value))
+    print_table(table)
+
+
+def _print_machine(facts: dict[str, Any]) -> None:
+    cpu = facts["cpu"]
+    _facts_table("this machine", [
+        ("CPU", f"{cpu['model']}, {cpu['logical_cores']} logical cores ({cpu['affinity_cores']} usable)"),
+        ("ISA class", f"{cpu['isa_class']} ({' '.join(cpu['isa']) or 'no flags read'})"),
+        ("GPUs", ", ".join(g["name"] for g in facts["gpus"]) or "none"),
+        *((f"precision: {name}", str(value)) for name, value in facts["precisions"].items()),
+        ("versions", ", ".join(f"{k} {v}" for k, v in facts["versions"].items())), ("cache", facts["cache"])])
     routes = Table(title="routes, fastest first on the reference CPU (`sr-deploy tune MODEL` times them here)")
     for col in ("route", "runs from", "here"):
         routes.add_column(col)
@@ -48,3 +67,21 @@ def info(
     print_table(routes)
     for why, n in reasons.items():
         typer.echo(f"[{n}] {why}")
+
+
+def _print_model(facts: dict[str, Any]) -> None:
+    desc = facts["descriptor"]
+    rows = [("file", facts["path"]), ("kind", facts["kind"]),
+            ("precision", facts["precision"] or "any float precision (weights)"),
+            ("model", f"{desc['name'] or desc['architecture']} ({desc['architecture']}, loaded by {desc['loader']}), "
+                      f"x{desc['scale']}, {desc['in_channels']} -> {desc['out_channels']} channels"),
+            ("tiling halo", f"{facts['receptive_radius_lr_px']} LR pixels ({desc['tiling']})")]
+    if "int8" in facts:
+        int8 = facts["int8"]
+        drop = "not recorded" if int8["recorded_drop_db"] is None else f"{int8['recorded_drop_db']:.3f} dB"
+        vnni = {True: "with VNNI", False: "without VNNI", None: "VNNI not recorded"}[int8["validated_vnni"]]
+        rows += [("int8", f"{int8['layout']} layout, {int8['weight_bits']}-bit weights"),
+                 ("validated on", f"{int8['validated_isa'] or 'not recorded'} ({vnni}), Y-PSNR drop {drop}"),
+                 ("here", int8["here"])]
+    rows.append(("auto here", facts["auto"]["reason"]))
+    _facts_table("model", rows)

@@ -1,0 +1,75 @@
+"""What a model file is and how it would run here (``sr-deploy info MODEL``): real files, this machine's facts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.cli import app
+from sr_deploy.export.int8 import export_int8
+from sr_deploy.hardware import this_cpu
+from sr_deploy.models.weights import load_weights
+from sr_deploy.runtime.describe import describe
+
+
+@pytest.fixture(scope="module")
+def int8_8bit(small_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ort-cpu int8 file with 8-bit weights (uint8 activations), validated on this CPU."""
+    path = tmp_path_factory.mktemp("describe") / "m.int8.onnx"
+    return export_int8(small_onnx, path, target="ort-cpu", num_images=2, max_plain_drop=math.inf,
+                       reduce_range=False).path
+
+
+def _with_validation(src: Path, dst: Path, validated_on: dict[str, object] | None) -> Path:
+    """``src`` with its calibration's ``validated_on`` replaced (None: removed)."""
+    model = onnx.load(str(src))
+    calibration = json.loads(meta.read_props(model)[meta.CALIBRATION])
+    calibration.pop("validated_on")
+    if validated_on is not None:
+        calibration["validated_on"] = validated_on
+    meta.write_props(model, {meta.CALIBRATION: calibration})
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_weights_are_described_by_their_descriptor(small_weights: Path) -> None:
+    facts = describe(small_weights)
+    _, desc = load_weights(small_weights)
+    assert (facts["kind"], facts["precision"]) == ("weights", None)
+    assert facts["descriptor"] == desc.to_dict() and facts["receptive_radius_lr_px"] == desc.receptive_radius
+    assert facts["auto"]["route"] is not None and facts["auto"]["route"].endswith(("on cpu", ")"))
+    assert "int8" not in facts
+
+
+def test_an_int8_file_says_where_it_was_validated_and_what_to_expect_here(int8_8bit: Path, tmp_path: Path) -> None:
+    cpu = this_cpu()
+    facts = describe(int8_8bit)
+    assert facts["kind"] == "onnx" and facts["precision"] == "int8"
+    int8 = facts["int8"]
+    assert (int8["layout"], int8["weight_bits"], int8["validated_isa"], int8["validated_vnni"]) == (
+        "ort-cpu", 8, cpu.isa, cpu.vnni)
+    assert int8["here"] == f"validated on this CPU class ({cpu.isa}): expect its recorded drop"
+    # the same file validated on a VNNI CPU of another class: 8-bit u8s8 saturates here exactly where there is no VNNI
+    other = "avx512_vnni" if cpu.isa != "avx512_vnni" else "amx"
+    moved = _with_validation(int8_8bit, tmp_path / "moved.onnx", {"isa": other, "vnni": True, "psnr_drop_db": 0.1})
+    here = describe(moved)["int8"]["here"]
+    assert here.startswith("WARNING" if not cpu.vnni else "NOTE") and f"validated on a {other} CPU" in here
+    unknown = describe(_with_validation(int8_8bit, tmp_path / "unknown.onnx", None))["int8"]
+    assert unknown["validated_isa"] is None and "records no validation CPU" in unknown["here"]
+
+
+def test_info_with_a_model(int8_8bit: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["info", str(int8_8bit), "--json"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["model"] == describe(int8_8bit) and facts["machine"]["cpu"]["isa_class"] == this_cpu().isa
+    table = CliRunner().invoke(app, ["info", str(int8_8bit)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "ort-cpu layout, 8-bit weights" in table.stdout
+    missing = CliRunner().invoke(app, ["info", str(tmp_path / "none.onnx")])
+    assert missing.exit_code == 2 and "none.onnx" in missing.output
