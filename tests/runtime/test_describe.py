@@ -11,11 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from sr_deploy.backends import onnx_metadata as meta
+from sr_deploy.backends.trt_metadata import write_metadata
 from sr_deploy.cli import app
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.hardware import this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.runtime.describe import describe
+from sr_deploy.runtime.select import machine_facts
+from tests.backends.test_trt_metadata import meta as engine_metadata
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,17 @@ def test_an_int8_file_says_where_it_was_validated_and_what_to_expect_here(int8_8
     assert here.startswith("WARNING" if not cpu.vnni else "NOTE") and f"validated on a {other} CPU" in here
     unknown = describe(_with_validation(int8_8bit, tmp_path / "unknown.onnx", None))["int8"]
     assert unknown["validated_isa"] is None and "records no validation CPU" in unknown["here"]
+
+
+def test_an_engine_is_described_by_its_sidecar_and_says_why_it_cannot_run_here(tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"serialized engine")  # never deserialized: describing reads the sidecar only
+    sidecar = engine_metadata()
+    write_metadata(engine, sidecar)
+    facts = describe(engine)
+    assert (facts["kind"], facts["precision"], facts["descriptor"]) == ("engine", "fp16", sidecar.descriptor)
+    if machine_facts().tensorrt:  # no TensorRT here: auto has no route, and says why
+        assert facts["auto"]["route"] is None and "TensorRT" in facts["auto"]["reason"]
 
 
 def test_info_with_a_model(int8_8bit: Path, tmp_path: Path) -> None:
