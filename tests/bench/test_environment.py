@@ -51,7 +51,8 @@ def test_machine_slug() -> None:
 
 @pytest.mark.parametrize(("flags", "bf16", "weight_bits", "openvino_runs_tensorrt_layout"), [
     (ZEN3, "emulated", 7, False), (SKYLAKE_SP, "emulated", 7, False), (ALDER_LAKE, "emulated", 8, True),
-    (ZEN5, "native (AVX-512 BF16)", 8, True), (SAPPHIRE_RAPIDS, "native (AMX)", 8, True)])
+    (ZEN5, "native (AVX-512 BF16)", 8, True), (SAPPHIRE_RAPIDS, "native (AMX)", 8, True)],
+    ids=["zen3", "skylake-sp", "alder-lake", "zen5", "sapphire-rapids"])
 def test_capabilities_follow_the_cpu_class(tmp_path: Path, flags: str, bf16: str, weight_bits: int,
                                            openvino_runs_tensorrt_layout: bool) -> None:
     (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: test cpu\nflags\t\t: {flags}\n")
