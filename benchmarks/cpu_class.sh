@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 12's evidence for this machine's CPU class, in one command (about 45 minutes on 2 cores), into
-# benchmarks/results/<machine>/ (or $OUT):
+# benchmarks/results/<machine>/cpu-class/ (or $OUT; its own folder, so the machine's other results stay as they are):
 #   info.json            `sr-deploy info --json`: CPU model, ISA class, native/emulated precisions, routes, versions
 #   demo_manifest.json   `sr-deploy demo` from scratch: each step's seconds and the machine it ran on
 #   upscale_speed.md     whole `sr-deploy upscale` processes on a 540x960 LR image: auto and auto --max-psnr-drop 0.05
@@ -10,14 +10,14 @@
 #                        width chosen for this CPU): Y-PSNR drop on Set5 and Set14 on ONNX Runtime and OpenVINO
 #                        (bar: <= 0.15 dB)
 # Usage: benchmarks/cpu_class.sh [DATASETS_DIR (default ../shared/datasets)] [WORK_DIR (default runs/cpu-class)]
-# Environment: OUT (default 'benchmarks/results/{machine}'); QUICK=1 for a smoke run of every step on tiny sizes
+# Environment: OUT (default 'benchmarks/results/{machine}/cpu-class'); QUICK=1 for a smoke run of every step on tiny sizes
 # (minutes; its numbers mean nothing: never commit them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-../shared/datasets}
 W=${2:-runs/cpu-class}
 [ -f .venv/bin/activate ] && . .venv/bin/activate
-DEFAULT_OUT='benchmarks/results/{machine}'
+DEFAULT_OUT='benchmarks/results/{machine}/cpu-class'
 OUT=$(python -c "import sys; from sr_deploy.bench.results import results_folder; print(results_folder(sys.argv[1]))" \
   "${OUT:-$DEFAULT_OUT}")
 if [ "${QUICK:-0}" = 1 ]; then
