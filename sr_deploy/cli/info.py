@@ -81,7 +81,8 @@ def _print_model(facts: dict[str, Any]) -> None:
         drop = "not recorded" if int8["recorded_drop_db"] is None else f"{int8['recorded_drop_db']:.3f} dB"
         vnni = {True: "with VNNI", False: "without VNNI", None: "VNNI not recorded"}[int8["validated_vnni"]]
         rows += [("int8", f"{int8['layout']} layout, {int8['weight_bits']}-bit weights"),
-                 ("validated on", f"{int8['validated_isa'] or 'not recorded'} ({vnni}), Y-PSNR drop {drop}"),
+                 ("validated on", f"{int8['validated_isa'] or 'not recorded'} ({vnni}) with "
+                                  f"{int8['validated_engine'] or 'an engine not recorded'}, Y-PSNR drop {drop}"),
                  ("here", int8["here"])]
     rows.append(("auto here", facts["auto"]["reason"]))
     _facts_table("model", rows)

@@ -29,8 +29,8 @@ def describe(model: str | os.PathLike[str] | None) -> dict[str, Any]:
     engine), ``precision`` (None: weights, which run in any float precision), ``descriptor``
     (:meth:`ModelDescriptor.to_dict`), ``receptive_radius_lr_px`` (the tiling halo), ``auto`` (the route
     ``--backend auto --no-tune`` takes here and why, or why none can) and, for an int8 file, ``int8``: its Q/DQ
-    layout, weights width, the CPU class it was validated on (ISA, VNNI), the Y-PSNR drop recorded there (dB)
-    and what to expect on this CPU (:func:`~sr_deploy.runtime.select.int8_expectation`)."""
+    layout, weights width, the CPU class it was validated on (ISA, VNNI) and the engine, the Y-PSNR drop
+    recorded there (dB) and what to expect on this CPU (:func:`~sr_deploy.runtime.select.int8_expectation`)."""
     artifact = identify(model)
     facts = machine_facts()
     try:
@@ -50,5 +50,6 @@ def describe(model: str | os.PathLike[str] | None) -> dict[str, Any]:
                 f"validated on this CPU class ({facts.cpu_isa}): expect its recorded drop")
         facts_out["int8"] = {"layout": artifact.layout, "weight_bits": 7 if artifact.seven_bit else 8,
                              "validated_isa": artifact.validated_isa, "validated_vnni": artifact.validated_vnni,
+                             "validated_engine": artifact.validated_engine,
                              "recorded_drop_db": artifact.recorded_drop, "here": here}
     return facts_out

@@ -164,7 +164,8 @@ class Artifact:
     ``precision`` the file is fixed to (None for weights: they run in any float precision). For an
     int8 ONNX: its Q/DQ ``layout``, whether its weights are 7-bit (``seven_bit``, from the calibration's
     ``weight_bits``; a file without it counts as 8-bit, the conservative reading), the CPU instruction-set class it
-    was validated on (``validated_isa``, with VNNI or not) and the Y-PSNR drop measured there (dB)."""
+    was validated on (``validated_isa``, with VNNI or not), the Y-PSNR drop measured there (dB) and the engine that
+    measured it (``validated_engine``: onnxruntime or openvino)."""
 
     path: Path
     kind: str
@@ -174,6 +175,7 @@ class Artifact:
     validated_vnni: bool | None = None
     seven_bit: bool = False
     recorded_drop: float | None = None
+    validated_engine: str | None = None
 
 
 def identify(model: str | os.PathLike[str] | None) -> Artifact:
@@ -200,7 +202,7 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         validated = calibration.get("validated_on", {})
         return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),
                         validated.get("isa"), validated.get("vnni"), calibration.get("weight_bits") == 7,
-                        calibration.get("psnr_drop_db"))
+                        calibration.get("psnr_drop_db"), validated.get("engine"))
     if suffix in ENGINE_SUFFIXES:
         return Artifact(path, "engine", read_metadata(path).precision)
     return Artifact(path, "weights")

@@ -57,6 +57,8 @@ def test_an_int8_file_says_where_it_was_validated_and_what_to_expect_here(int8_8
     int8 = facts["int8"]
     assert (int8["layout"], int8["weight_bits"], int8["validated_isa"], int8["validated_vnni"]) == (
         "ort-cpu", 8, cpu.isa, cpu.vnni)
+    assert int8["validated_engine"] == json.loads(meta.file_props(int8_8bit)[meta.CALIBRATION])["validated_on"][
+        "engine"] == "onnxruntime"  # export_int8's default measure_on
     assert int8["here"] == f"validated on this CPU class ({cpu.isa}): expect its recorded drop"
     # the same file validated on a VNNI CPU of another class: 8-bit u8s8 saturates here exactly where there is no VNNI
     other = "avx512_vnni" if cpu.isa != "avx512_vnni" else "amx"
@@ -85,5 +87,6 @@ def test_info_with_a_model(int8_8bit: Path, tmp_path: Path) -> None:
     assert facts["model"] == describe(int8_8bit) and facts["machine"]["cpu"]["isa_class"] == this_cpu().isa
     table = CliRunner().invoke(app, ["info", str(int8_8bit)], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "ort-cpu layout, 8-bit weights" in table.stdout
+    assert "with onnxruntime, Y-PSNR drop" in " ".join(table.stdout.split())
     missing = CliRunner().invoke(app, ["info", str(tmp_path / "none.onnx")])
     assert missing.exit_code == 2 and "none.onnx" in missing.output
