@@ -12,7 +12,6 @@ from rich.table import Table
 
 from sr_deploy.bench.environment import capabilities
 from sr_deploy.cli.common import fail, print_table
-from sr_deploy.errors import ModelFileError
 from sr_deploy.runtime.describe import describe
 
 
@@ -28,7 +27,7 @@ def info(
     """
     try:
         model_facts = describe(model) if model is not None else None
-    except (FileNotFoundError, ValueError, ModelFileError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ModelFileError (weights, ONNX, sidecar) is a ValueError
         raise fail(str(exc)) from None
     machine = capabilities()
     if as_json:
