@@ -8,14 +8,12 @@ cached). When the chosen route fails to start, the next candidate is tried and t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec
 
-from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.bicubic import BicubicUpscaler
 from sr_deploy.errors import BackendUnavailable, ExportError
@@ -51,10 +49,10 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
     options = [Option(artifact, "fp32", 0.0)]
     if (device or "cpu") == "cpu":
         try:
-            int8 = identify(convert_int8(artifact.path, max_psnr_drop, log))
-            calibration = json.loads(onnx_metadata.file_props(int8.path)[onnx_metadata.CALIBRATION])
-            engine = calibration.get("validated_on", {}).get("engine", "onnxruntime")
-            options.append(Option(int8, "int8", float(calibration["psnr_drop_db"]), engine))
+            int8 = identify(convert_int8(artifact.path, max_psnr_drop, log))  # reads its calibration record
+            if int8.recorded_drop is None:
+                raise ExportError(f"{int8.path} records no Y-PSNR drop: delete it to have it made again")
+            options.append(Option(int8, "int8", float(int8.recorded_drop), int8.validated_engine or "onnxruntime"))
         except (ExportError, BackendUnavailable) as exc:
             note(f"int8 within {max_psnr_drop:g} dB: not available ({exc})")
     for precision in ("bf16", "fp16"):
