@@ -20,7 +20,8 @@ DequantizeLinear pairs:
 Calibration methods (ranges of every tensor the layout quantizes, from
 :mod:`sr_deploy.export.calibration` crops): ``minmax`` (observed extremes), ``percentile`` (the
 ``percentile``-th percentile of |x| in a ``bins``-bin histogram) and ``entropy`` (TensorRT-style
-KL-divergence threshold over a ``bins``-bin histogram quantized to 128 levels). ORT's
+KL-divergence threshold over a ``bins``-bin histogram quantized to 128 levels; ORT's search, vectorized in
+:mod:`sr_deploy.export.entropy`). ORT's
 ``quantize_static`` cannot pass a bin count to its entropy calibrator (it uses 128 bins and 128
 levels, which makes it pick the max, i.e. minmax), so the calibrator is built here with
 ``create_calibrator`` and its ranges are handed to ``quantize_static`` through a calibration cache,
@@ -45,6 +46,7 @@ from onnx import helper, numpy_helper
 
 from sr_deploy.errors import ExportError
 from sr_deploy.export.calibration import CalibrationSet
+from sr_deploy.export.entropy import entropy_threshold
 from sr_deploy.export.placement import CALIBRATED_OP_TYPES, Placement, place
 
 METHODS = ("minmax", "percentile", "entropy")
@@ -124,7 +126,7 @@ def compute_ranges(
 ) -> Any:
     """Run the calibrator once: ``onnxruntime.quantization.TensorsData`` with the range of every
     input and output tensor of the layout's op types over all calibration crops."""
-    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization import CalibrationMethod, TensorsData, create_calibrator
 
     options: dict[str, Any] = {"symmetric": layout.symmetric_activations}
     if method != "minmax":
@@ -141,7 +143,14 @@ def compute_ranges(
             extra_options=options,
         )
         calibrator.collect_data(_Reader(calib, input_name))
-        ranges = calibrator.compute_data()
+        if method == "entropy":  # ORT's own threshold search takes ~0.5 s per tensor; the same, vectorized
+            histograms = calibrator.collector.histogram_dict
+            ranges = TensorsData(
+                CalibrationMethod.Entropy,
+                {t: (*entropy_threshold(h, ENTROPY_QUANTIZED_BINS), *h[:2]) for t, h in histograms.items()},
+            )
+        else:
+            ranges = calibrator.compute_data()
         del calibrator
     return ranges
 
