@@ -90,11 +90,11 @@ def test_a_decompression_bomb_in_a_folder_is_refused_within_2_gb(small_weights: 
 
 
 class TileRuns:
-    """The 600 x 400 real photo, the baseline peak (a 16 x 16 image) and the peaks of ``--tile N``, each run once."""
+    """The 300 x 200 real photo, the baseline peak (a 16 x 16 image) and the peaks of ``--tile N``, each run once."""
 
     def __init__(self, weights: Path, folder: Path) -> None:
         astronaut = Image.fromarray(read_image(embedded_images("eval")[0]))
-        photo = np.asarray(astronaut.resize((600, 600), Image.Resampling.LANCZOS))[100:500]  # 400 rows x 600 columns
+        photo = np.asarray(astronaut.resize((300, 300), Image.Resampling.LANCZOS))[50:250]  # 200 rows x 300 columns
         self.folder = folder
         self.common = ["--model", str(weights), "--backend", "torch", "--no-tune"]
         write_image(folder / "photo.png", photo)
@@ -108,7 +108,7 @@ class TileRuns:
     def bound(self, tile: int) -> int:
         """The memory model's peak for ``--tile`` on the photo (window pixels x batch of the default plan)
         plus the baseline and :data:`MARGIN`."""
-        plan = plan_tiles(self.upscaler, 400, 600, tile)
+        plan = plan_tiles(self.upscaler, 200, 300, tile)
         per_pixel = bytes_per_pixel(self.upscaler.descriptor, "fp32")  # type: ignore[attr-defined]
         return per_pixel * plan.tile_h * plan.tile_w * plan.batch + self.baseline + MARGIN
 
@@ -118,7 +118,7 @@ class TileRuns:
             code, self.peaks[tile], output = upscale_peak([str(self.folder / "photo.png"), "-o", str(out),
                                                            "--tile", str(tile), *self.common])
             assert code == 0, output
-            assert read_image(out).shape == (1600, 2400, 3)
+            assert read_image(out).shape == (800, 1200, 3)
         return self.peaks[tile]
 
 
