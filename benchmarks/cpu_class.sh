@@ -6,7 +6,7 @@
 #   upscale_speed.md     whole `sr-deploy upscale` processes on a 540x960 LR image: auto and auto --max-psnr-drop 0.05
 #                        against torch fp32 (bars: >= 1.1x and >= 1.5x)
 #   tune_probe.md        whether the 256x256 / 128x128 route probe picks the route fastest on the 540x960 window
-#   int8_calibration.md  plain `export int8 --target ort-cpu` with default options (entropy, 40 T91 images, weights
+#   int8_calibration.md  plain `export int8 --target ort-cpu` with default options (entropy, 40 T91 images drawn, weights
 #                        width chosen for this CPU): Y-PSNR drop on Set5 and Set14 on ONNX Runtime and OpenVINO
 #                        (bar: <= 0.15 dB)
 # Usage: benchmarks/cpu_class.sh [DATASETS_DIR (default ../shared/datasets)] [WORK_DIR (default runs/cpu-class)]

@@ -11,7 +11,7 @@ W=${2:-runs/cpu-precisions}
 mkdir -p "$W"
 MODEL=srresnet-x4
 CAL="--calib $D/train/T91"
-INT8_CAL="$CAL --calib-images 40"  # 40 T91 images x 4 crops of 48x48 LR
+INT8_CAL="$CAL --calib-images 40"  # 40 T91 images drawn; the 19 at least 192x192 give 4 LR crops of 48x48 each
 # the budget is fitted on Set5 crops; Set14 is never seen by it (the budget must generalise)
 BUDGET="--max-psnr-drop 0.05 --val $D/Set5/HR"
 sr-deploy export onnx "$MODEL" -o "$W/fp32.onnx"

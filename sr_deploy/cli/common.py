@@ -72,7 +72,8 @@ WEIGHTS_HELP = "Shipped model name or .safetensors/.pt weights"
 
 WeightsOpt = Annotated[str, typer.Option(help=WEIGHTS_HELP)]
 CalibOpt = Annotated[Path | None, typer.Option(help="Calibration HR images; default: embedded")]
-CalibImagesOpt = Annotated[int | None, typer.Option(help="Use at most N calibration images")]
+CalibImagesOpt = Annotated[int | None, typer.Option(
+    help="Draw at most N calibration images at random (those smaller than a crop are then skipped and listed)")]
 _psnr_budget = typer.Option(help="int8 accuracy budget (dB of Y-PSNR vs fp32)")
 PsnrBudgetOpt = Annotated[float, _psnr_budget]
 OptionalPsnrBudgetOpt = Annotated[float | None, _psnr_budget]

@@ -70,7 +70,8 @@ def calibration_set(
 ) -> CalibrationSet:
     """Random LR crops from the images in ``folder`` (default: the embedded training photos).
 
-    ``num_images``: use at most this many images (a seeded random choice; all when None).
+    ``num_images``: draw at most this many images (a seeded random choice; all when None); those smaller than
+    ``crop * scale`` are then skipped (listed in ``skipped``), so fewer may be used.
     Raises :class:`ExportError` when the folder is missing, empty or has no image large enough.
     """
     try:

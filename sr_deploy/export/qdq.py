@@ -116,7 +116,7 @@ class _Reader:
         return next(self._feeds, None)
 
 
-def compute_ranges(
+def calibrated(
     model_path: str | os.PathLike[str],
     calib: CalibrationSet,
     layout: Layout,
@@ -124,9 +124,10 @@ def compute_ranges(
     bins: int = DEFAULT_BINS,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> Any:
-    """Run the calibrator once: ``onnxruntime.quantization.TensorsData`` with the range of every
-    input and output tensor of the layout's op types over all calibration crops."""
-    from onnxruntime.quantization import CalibrationMethod, TensorsData, create_calibrator
+    """ONNX Runtime's calibrator for ``method`` after one pass over all calibration crops: the observed values of
+    every input and output tensor of the layout's op types (for ``percentile`` and ``entropy``, a ``bins``-bin
+    histogram per tensor in ``.collector.histogram_dict``)."""
+    from onnxruntime.quantization import create_calibrator
 
     options: dict[str, Any] = {"symmetric": layout.symmetric_activations}
     if method != "minmax":
@@ -143,16 +144,30 @@ def compute_ranges(
             extra_options=options,
         )
         calibrator.collect_data(_Reader(calib, input_name))
-        if method == "entropy":  # ORT's own threshold search takes ~0.5 s per tensor; the same, vectorized
-            histograms = calibrator.collector.histogram_dict
-            ranges = TensorsData(
-                CalibrationMethod.Entropy,
-                {t: (*entropy_threshold(h, ENTROPY_QUANTIZED_BINS), *h[:2]) for t, h in histograms.items()},
-            )
-        else:
-            ranges = calibrator.compute_data()
-        del calibrator
-    return ranges
+    return calibrator
+
+
+def compute_ranges(
+    model_path: str | os.PathLike[str],
+    calib: CalibrationSet,
+    layout: Layout,
+    method: str = "minmax",
+    bins: int = DEFAULT_BINS,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> Any:
+    """Run the calibrator once: ``onnxruntime.quantization.TensorsData`` with the range of every
+    input and output tensor of the layout's op types over all calibration crops."""
+    from onnxruntime.quantization import CalibrationMethod, TensorsData
+
+    calibrator = calibrated(model_path, calib, layout, method, bins, percentile)
+    if method == "entropy":  # ORT's own threshold search takes ~0.5 s per tensor; the same, vectorized
+        histograms = calibrator.collector.histogram_dict
+        return TensorsData(
+            CalibrationMethod.Entropy,
+            {t: (*entropy_threshold(h, ENTROPY_QUANTIZED_BINS), *h[:2]) for t, h in histograms.items()},
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        return calibrator.compute_data()
 
 
 def _kept_float(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], layout: Layout) -> bool:
