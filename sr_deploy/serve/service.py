@@ -12,14 +12,12 @@ Runtime CPU; tests/serve).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.images import image_from_model, image_to_model, model_input_size
 from sr_deploy.runtime.load import load_selected
@@ -42,10 +40,7 @@ def served_drop(selection: Selection, precision: str, log: Callable[[str], None]
     if artifact.kind == "weights":
         return measure_drop(artifact.path, selection.route, log=log)
     if artifact.kind == "onnx":
-        calibration = onnx_metadata.file_props(artifact.path).get(onnx_metadata.CALIBRATION)
-        if calibration:
-            drop = json.loads(calibration).get("psnr_drop_db")
-            return float(drop) if isinstance(drop, int | float) else None
+        return artifact.recorded_drop  # read from the file's calibration record by identify
     return None
 
 
