@@ -27,6 +27,8 @@ from sr_deploy.errors import BackendUnavailable
 #: limit) and emulates bf16; ``avx2_vnni`` / ``avx512_vnni`` have VNNI int8 dot products;
 #: ``avx512_bf16`` adds native bf16; ``amx`` adds AMX tiles (int8 and bf16 matrix units).
 ISA_CLASSES = ("baseline", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_bf16", "amx")
+#: Why bf16 is not run on a CPU without native bf16 (:attr:`CpuInfo.bf16`).
+BF16_EMULATED = "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
 
 
 def isa_class(flags: frozenset[str] | set[str]) -> str:

@@ -25,7 +25,7 @@ import onnx
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.errors import BackendUnavailable
-from sr_deploy.hardware import CpuInfo, cpu_has_bf16, this_cpu
+from sr_deploy.hardware import BF16_EMULATED, CpuInfo, cpu_has_bf16, this_cpu
 from sr_deploy.models.descriptor import ModelDescriptor
 
 #: Inference precision -> OpenVINO ``INFERENCE_PRECISION_HINT`` for each ONNX file precision it runs from.
@@ -110,7 +110,7 @@ class OvUpscaler(Upscaler):
             runs = ", ".join(want for have, want in HINTS if have == stored)
             raise ValueError(f"OpenVINO runs {p} ({stored}) in {runs}, not {self.precision}")
         if hint == "bf16" and not cpu_has_bf16():
-            raise BackendUnavailable("this CPU has no AVX-512 BF16 or AMX: OpenVINO bf16 would be emulated")
+            raise BackendUnavailable(f"OpenVINO: {BF16_EMULATED}")
         refusal = symmetric_int8_refusal(this_cpu().flags)
         if refusal and symmetric_int8_activations(onnx.load(str(p), load_external_data=False)):
             raise BackendUnavailable(f"{p}: {refusal}")

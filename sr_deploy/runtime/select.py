@@ -26,7 +26,7 @@ from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt import TrtUpscaler
 from sr_deploy.backends.trt_metadata import read_metadata
 from sr_deploy.errors import BackendUnavailable
-from sr_deploy.hardware import tensorrt_unavailable_reason, this_cpu
+from sr_deploy.hardware import BF16_EMULATED, tensorrt_unavailable_reason, this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
 from sr_deploy.runtime.convert import CONVERTIBLE, cache_root, convert
@@ -119,7 +119,7 @@ class Facts:
             if self.openvino:
                 return self.openvino
             if route.precision == "bf16" and not self.cpu_bf16:
-                return "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
+                return BF16_EMULATED
             if route.precision == "int8" and artifact is not None and artifact.layout == "tensorrt":
                 return symmetric_int8_refusal_for(self.cpu_vnni, self.cpu_isa)
         if route.backend == "tensorrt" and self.tensorrt:
@@ -135,7 +135,7 @@ class Facts:
             if route.variant == _ORT_TRT and self.tensorrt:
                 return self.tensorrt
         if route.backend == "torch" and route.device == "cpu" and route.precision == "bf16" and not self.cpu_bf16:
-            return "this CPU has no AVX-512 BF16 or AMX: bf16 would be emulated, slower than fp32"
+            return BF16_EMULATED
         return None
 
 
