@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's evidence for this machine's CPU class, in one command (21 minutes on 2 AVX-512 cores), into
+# Issue 12's evidence for this machine's CPU class, in one command (about 23 minutes on 2 AVX-512 cores), into
 # benchmarks/results/<machine>/cpu-class/ (or $OUT; its own folder, so the machine's other results stay as they are):
 #   info.json            `sr-deploy info --json`: CPU model, ISA class, native/emulated precisions, routes, versions
 #   demo_manifest.json   `sr-deploy demo` from scratch: each step's seconds and the machine it ran on

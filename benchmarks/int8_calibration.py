@@ -30,6 +30,7 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ from rich.console import Console
 
 import sr_deploy as sr
 from sr_deploy import BackendUnavailable
+from sr_deploy.backends import onnx_metadata
 from sr_deploy.bench.report import markdown_table
 from sr_deploy.bench.results import results_folder, save_markdown, save_table
 from sr_deploy.bench.run import dataset_name
@@ -52,11 +54,20 @@ from sr_deploy.hardware import this_cpu
 WEIGHTS: dict[str, bool | None] = {"auto": None, "8bit": False, "7bit": True}
 
 
+def calibration_used(models: dict[tuple[str, str, str], Path]) -> str:
+    """What the int8 files' calibration used, from the first one's record: images used (of those drawn, the ones
+    smaller than a crop are skipped), crops."""
+    path = next(p for (target, _, _), p in models.items() if target != "fp32")
+    record = json.loads(onnx_metadata.file_props(path)[onnx_metadata.CALIBRATION])
+    skipped = f", {len(record['skipped'])} drawn too small" if record["skipped"] else ""
+    return f"{record['num_images']} images used{skipped}, {record['crops']} crops of {record['crop']}x{record['crop']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fp32", type=Path, help="sr-deploy fp32 ONNX model")
     parser.add_argument("--calib", type=Path, required=True, help="calibration image folder")
-    parser.add_argument("--calib-images", type=int, default=None, help="use at most N calibration images")
+    parser.add_argument("--calib-images", type=int, default=None, help="draw at most N calibration images")
     parser.add_argument("--data", type=Path, action="append", required=True, help="HR evaluation folder (repeatable)")
     parser.add_argument("--target", action="append", choices=tuple(LAYOUTS), help="Q/DQ layout (repeatable)")
     parser.add_argument("--method", action="append", choices=METHODS, help="calibration method (repeatable)")
@@ -127,7 +138,7 @@ def main() -> None:
         "# Plain int8 calibration (all quantizable layers int8, no budget): Y-PSNR drop from fp32 (dB)",
         "",
         f"CPU: {cpu.model} ({cpu.isa}, VNNI {'yes' if cpu.vnni else 'no'}). Model: `{args.fp32}`; calibration: "
-        f"`{args.calib}` ({args.calib_images or 'all'} images, sr-deploy export int8 defaults); "
+        f"`{args.calib}` ({calibration_used(models)}, sr-deploy export int8 defaults); "
         f"scored on {', '.join(engines)}. "
         f"Weights `auto` = {'8-bit' if cpu.vnni else '7-bit (reduce_range)'} on this CPU for the ort-cpu layout. "
         f"Drops are from fp32 on {engines[0]}.",

@@ -43,7 +43,9 @@ def test_int8_calibration_table(tmp_path: Path) -> None:
     assert sorted(set(int8["method"])) == ["entropy", "minmax", "percentile"]
     assert int8["drop_db"].is_finite().all() and int8["drop_db"].n_unique() > 1  # the methods really differ
     assert len(list((tmp_path / "work").glob("int8-*.onnx"))) == 6
-    assert (out / "int8_calibration.md").read_text().count("\n| ") == 7  # header + 6 rows
+    text = (out / "int8_calibration.md").read_text()
+    assert text.count("\n| ") == 7  # header + 6 rows
+    assert "(2 images used, 8 crops of 48x48, sr-deploy export int8 defaults)" in text  # from the files' record
 
     # the two-step form (files made here, scored elsewhere, e.g. under tests/emulate_cpu.sh): --export-only makes
     # the one missing file (7-bit ort-cpu weights) and scores nothing; the scoring run reuses the files on both engines
