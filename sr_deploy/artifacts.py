@@ -19,10 +19,26 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from sr_deploy._version import __version__
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What a step wrote, usable as the file's path: ``os.PathLike``, and ``str()`` gives the path (as
+    for :class:`pathlib.Path`), so a result goes wherever a path goes (``export_int8(result, ...)``,
+    ``load(result)``, ``open(result)``) and is recorded as its path."""
+
+    path: Path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
 
 
 @contextlib.contextmanager

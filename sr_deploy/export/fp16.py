@@ -20,7 +20,7 @@ from pathlib import Path
 
 import onnx
 
-from sr_deploy.artifacts import atomic_write_bytes
+from sr_deploy.artifacts import WrittenFile, atomic_write_bytes
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.compare import Comparison, Tolerance
@@ -97,20 +97,16 @@ def topological_sort(model: onnx.ModelProto) -> None:
 
 
 @dataclass(frozen=True)
-class Fp16Result:
+class Fp16Result(WrittenFile):
     """What ``export_fp16`` wrote: ``path``, the nodes kept in fp32 (name -> :class:`Fp32Node`, why),
     the ``calibration`` data used, the parity gate it passed, the accuracy search (``budget``, None
     without ``max_psnr_drop``) and, with a budget, the written file's Y-PSNR drop on ORT CPU."""
 
-    path: Path
     fp32_nodes: dict[str, Fp32Node]
     calibration: dict[str, object]
     parity: Comparison
     budget: Fp16Budget | None = None
     ort_drop_db: float | None = None
-
-    def __fspath__(self) -> str:
-        return str(self.path)
 
 
 def export_fp16(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from sr_deploy.artifacts import atomic_write_bytes, atomic_write_json, sha256_file
+from sr_deploy.artifacts import WrittenFile, atomic_write_bytes, atomic_write_json, sha256_file
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.compare import Comparison, Tolerance
@@ -48,18 +48,14 @@ PLAIN_MAX_DROP_DB = 0.3
 
 
 @dataclass(frozen=True)
-class Int8Result:
+class Int8Result(WrittenFile):
     """What ``export_int8`` wrote: the model ``path``, the budget ``report_path`` (None without a
     budget), the ``calibration`` metadata, the sanity gate and the budget search."""
 
-    path: Path
     report_path: Path | None
     calibration: dict[str, object]
     parity: Comparison
     budget: BudgetReport | None
-
-    def __fspath__(self) -> str:
-        return str(self.path)
 
 
 def report_path_for(output: str | os.PathLike[str]) -> Path:

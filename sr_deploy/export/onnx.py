@@ -33,7 +33,7 @@ import torch
 from onnx import numpy_helper
 
 from sr_deploy._version import __version__
-from sr_deploy.artifacts import sha256_file
+from sr_deploy.artifacts import WrittenFile, sha256_file
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.compare import Comparison, Tolerance
@@ -51,19 +51,16 @@ FP32_TOLERANCE = Tolerance(min_psnr_db=100.0, atol=1e-4)
 
 
 @dataclass(frozen=True)
-class ExportResult:
+class ExportResult(WrittenFile):
     """What an export step wrote: ``path``, the model's descriptor and the parity gate it passed.
 
-    It is ``os.PathLike``: pass it wherever a path goes (``export_int8(result, ...)``, ``load(result)``).
+    A :class:`~sr_deploy.artifacts.WrittenFile`: it goes wherever a path goes (``export_int8(result, ...)``,
+    ``load(result)``).
     """
 
-    path: Path
     descriptor: ModelDescriptor
     parity: Comparison
     fallback: str = ""  # why the export has a fixed input size ("" when height and width are dynamic)
-
-    def __fspath__(self) -> str:
-        return str(self.path)
 
 
 def _inline_identity_initializers(model: onnx.ModelProto) -> None:

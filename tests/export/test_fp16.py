@@ -183,10 +183,12 @@ class ChannelAttentionSR(torch.nn.Module):
 def test_search_runs_on_an_attention_graph(tmp_path: Path) -> None:
     torch.manual_seed(0)
     desc = ModelDescriptor(scale=4, num_features=16, num_blocks=1, name="channel-attention-x4")
-    fp32 = export_onnx(ChannelAttentionSR().eval(), tmp_path / "a.onnx", descriptor=desc).path
-    ops = {n.op_type for n in onnx.load(str(fp32)).graph.node}
+    fp32 = export_onnx(ChannelAttentionSR().eval(), tmp_path / "a.onnx", descriptor=desc)
+    ops = {n.op_type for n in onnx.load(fp32).graph.node}
     assert {"MatMul", "Softmax", "Sigmoid", "ReduceMean", "Reshape"} <= ops
     result = export_fp16(fp32, tmp_path / "a.fp16.onnx", num_images=1, large=128, max_psnr_drop=0.01)
+    assert str(result) == str(tmp_path / "a.fp16.onnx")
+    assert meta.read_props(onnx.load(result))[meta.SOURCE] == str(tmp_path / "a.onnx")  # the export result's path
     assert result.fp32_nodes == {} and result.parity.passed
     assert result.budget is not None and result.budget.final_drop <= 0.01
     assert result.ort_drop_db is not None and result.ort_drop_db <= 0.01
