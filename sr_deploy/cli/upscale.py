@@ -52,6 +52,7 @@ from sr_deploy.data.image_io import (
     image_size,
     printable,
 )
+from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB
 from sr_deploy.pipeline import TARGETS, StepResult, machine, run_demo
 from sr_deploy.runtime.jobs import Outcome, plan_job, run_job
 from sr_deploy.runtime.select import BACKENDS, DEFAULT_MODEL
@@ -79,8 +80,10 @@ def upscale(
         help="With --backend auto: choose by timing every route here once (cached), not by the static ranking")
     ] = True,
     max_psnr_drop: Annotated[float, typer.Option(
-        min=0.0, help="With --backend auto and weights: also allow bf16 / int8 whose Y-PSNR drop against fp32, "
-        "measured here, is within this many dB (0: the model's own precision)")] = 0.0,
+        min=0.0, help="With weights: also allow bf16 / int8 whose Y-PSNR drop against fp32, measured here, is "
+        "within this many dB, on --backend (0: the model's own precision); with --precision int8: the int8 made "
+        f"from the weights on first use stays within it (0: every layer int8, written only within "
+        f"{PLAIN_MAX_DROP_DB:g} dB)")] = 0.0,
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse inputs whose header says they have more pixels than this (or whose output has "
         f"more than {OUTPUT_PIXELS_FACTOR} times as many); nothing is decoded")] = DEFAULT_MAX_PIXELS,
@@ -130,7 +133,8 @@ def upscale(
     try:
         plan = plan_job(inputs, output, accept=video_input, file_suffixes=VIDEO_SUFFIXES)
         video = video_options(codec, crf, preset, pix_fmt, frame_batch, segment_frames, resume, decode_errors, tile)
-        shape = tune_shape(plan.pairs[0][0]) if tune and backend == AUTO and plan.pairs else None
+        timed = backend == AUTO or (max_psnr_drop > 0 and precision is None)  # routes, or budget options
+        shape = tune_shape(plan.pairs[0][0]) if tune and timed and plan.pairs else None
         upscaler, selection = sr.load_selected(model, backend=backend, precision=precision, tune_shape=shape,
                                                max_psnr_drop=max_psnr_drop, log=log_text)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:

@@ -27,10 +27,13 @@ from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.onnx import export_onnx
 from sr_deploy.export.tensorrt import build_engine
 from sr_deploy.hardware import gpu_info, this_cpu
+from sr_deploy.vocabulary import AUTO
 
-#: File precisions the conversion makes from weights without more input (int8 also needs an accuracy
-#: budget: :func:`convert_int8`).
+#: File precisions the conversion makes from weights without more input (int8, made for the CPU with an
+#: optional accuracy budget, comes from :func:`convert_int8`).
 CONVERTIBLE = {"onnx": ("fp32", "fp16"), "engine": ("fp32", "fp16")}
+#: The CPU backends that run int8 made on demand (:func:`int8_plan`).
+INT8_BACKENDS = ("onnxruntime", "openvino")
 
 
 def int8_layout_for(vnni: bool, openvino: bool) -> str:
@@ -53,6 +56,20 @@ def cpu_int8_engine() -> str:
     return "openvino" if openvino_unavailable_reason() is None else "onnxruntime"
 
 
+def int8_plan(backend: str = AUTO) -> tuple[str, str]:
+    """``(Q/DQ layout, engine)`` of int8 made on demand to run on ``backend`` (one of :data:`INT8_BACKENDS`, or
+    ``auto``: :func:`cpu_int8_layout` on :func:`cpu_int8_engine`); the engine measures its Y-PSNR drop and runs it.
+    ONNX Runtime gets the uint8 ``ort-cpu`` layout (it runs symmetric activations about as slowly as fp32),
+    OpenVINO the layout :func:`int8_layout_for` gives this CPU."""
+    if backend == "onnxruntime":
+        return "ort-cpu", "onnxruntime"
+    if backend == "openvino":
+        return int8_layout_for(this_cpu().vnni, True), "openvino"
+    if backend != AUTO:
+        raise ValueError(f"int8 is made on demand for {', '.join(INT8_BACKENDS)} or auto, not {backend}")
+    return cpu_int8_layout(), cpu_int8_engine()
+
+
 def cache_root() -> Path:
     """``$SR_DEPLOY_CACHE``, else ``$XDG_CACHE_HOME/sr-deploy``, else ``~/.cache/sr-deploy`` (read at each call)."""
     explicit = os.environ.get("SR_DEPLOY_CACHE")
@@ -62,39 +79,45 @@ def cache_root() -> Path:
 
 
 def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, max_psnr_drop: float | None = None,
-                   gpu: str | None = None) -> Path:
+                   gpu: str | None = None, backend: str = AUTO) -> Path:
     """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached
-    (int8: an ONNX made within the Y-PSNR budget ``max_psnr_drop``, on this CPU class; an engine: for the GPU
-    architecture ``gpu``, e.g. ``sm_90``, default: CUDA device 0's)."""
-    if precision == "int8" and kind == "onnx" and max_psnr_drop is not None:
-        tag = f"int8-{cpu_int8_layout()}-{cpu_int8_engine()}-budget{max_psnr_drop:g}-{this_cpu().isa}"
+    (int8: an ONNX for ``backend`` (:func:`int8_plan`) made within the Y-PSNR budget ``max_psnr_drop``, or with
+    the export's plain-int8 gate for None, on this CPU class; an engine: for the GPU architecture ``gpu``, e.g.
+    ``sm_90``, default: CUDA device 0's)."""
+    if precision == "int8" and kind == "onnx":
+        layout, engine = int8_plan(backend)
+        gate = "plain" if max_psnr_drop is None else f"budget{max_psnr_drop:g}"
+        tag = f"int8-{layout}-{engine}-{gate}-{this_cpu().isa}"
     elif precision in CONVERTIBLE.get(kind, ()):
         tag = precision if kind == "onnx" else f"{precision}-{gpu or gpu_info().sm}"
     else:
         raise ValueError(f"no conversion of weights to a {precision} {kind}; converted on demand: "
-                         + ", ".join(f"{k} {'/'.join(v)}" for k, v in CONVERTIBLE.items())
-                         + ", onnx int8 within an accuracy budget")
+                         + ", ".join(f"{k} {'/'.join(v)}" for k, v in CONVERTIBLE.items()) + ", onnx int8")
     digest = sha256_file(weights)[:20]
     suffix = ".onnx" if kind == "onnx" else ".engine"
     return cache_root() / "converted" / f"{Path(weights).stem}-{digest}-{tag}-v{__version__}{suffix}"
 
 
-def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float, log: Callable[[str], None] | None = None
-                 ) -> Path:
-    """The cached int8 ONNX (:func:`cpu_int8_layout`, entropy calibration on the embedded photos) of ``weights``
-    whose Y-PSNR drop against fp32, measured on this CPU class by :func:`cpu_int8_engine`, is within
-    ``max_psnr_drop`` dB; made now
-    (the accuracy-budget search, a minute or so for SRResNet x4 on 2 cores) if it is not there yet."""
-    target = converted_path(weights, "onnx", "int8", max_psnr_drop)
+def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float | None,
+                 log: Callable[[str], None] | None = None, backend: str = AUTO) -> Path:
+    """The cached int8 ONNX of ``weights`` for ``backend`` (layout and measuring engine: :func:`int8_plan`;
+    entropy calibration on the embedded photos, the weights width this CPU needs) whose Y-PSNR drop against
+    fp32, measured on this CPU class by that engine, is within ``max_psnr_drop`` dB (None: every layer int8,
+    written only within the export's plain limit, :data:`~sr_deploy.export.int8.PLAIN_MAX_DROP_DB`); made now if
+    it is not there yet (SRResNet x4 on 2 cores: about 20 s, a minute with a budget search). Raises
+    :class:`~sr_deploy.errors.ExportError` when the int8 model loses more than that (nothing is cached then)."""
+    target = converted_path(weights, "onnx", "int8", max_psnr_drop, backend=backend)
     if target.is_file():
         return target
+    layout, engine = int8_plan(backend)
     fp32 = convert(weights, "onnx", "fp32", log)
     with locked(target):
         if not target.is_file():  # made by another process while this one waited
             note = log or (lambda _m: None)
-            note(f"quantizing {fp32.name} to int8 within {max_psnr_drop:g} dB (first use; cached for next time)")
-            export_int8(fp32, target, target=cpu_int8_layout(), max_psnr_drop=max_psnr_drop,
-                        measure_on=cpu_int8_engine(), on_step=log)
+            within = "every layer int8" if max_psnr_drop is None else f"within {max_psnr_drop:g} dB"
+            note(f"quantizing {fp32.name} to int8 for {engine} ({layout} layout, {within}; first use, cached for "
+                 "next time)")
+            export_int8(fp32, target, target=layout, max_psnr_drop=max_psnr_drop, measure_on=engine, on_step=log)
     return target
 
 

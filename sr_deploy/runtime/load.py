@@ -16,8 +16,10 @@ from typing import ParamSpec
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.bicubic import BicubicUpscaler
+from sr_deploy.backends.openvino import openvino_unavailable_reason
 from sr_deploy.errors import BackendUnavailable, ExportError
-from sr_deploy.runtime.convert import convert_int8
+from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB
+from sr_deploy.runtime.convert import INT8_BACKENDS, convert_int8, int8_plan
 from sr_deploy.runtime.select import RANKING, Artifact, Route, Selection, decide, identify, machine_facts, open_route
 from sr_deploy.runtime.tune import measure_drop, tune
 from sr_deploy.vocabulary import AUTO
@@ -31,35 +33,52 @@ BICUBIC_ROUTE = Route("bicubic", "cpu", "fp64", "bicubic")
 @dataclass(frozen=True)
 class Option:
     """A precision that may run a model within an accuracy budget: the file it runs from, the precision,
-    and its Y-PSNR drop against fp32 measured on this machine (dB); ``engine``: the one backend whose drop
-    that is (int8 arithmetic differs between engines), None when it holds for every route of the option."""
+    and its Y-PSNR drop against fp32 measured on this machine (dB); ``engine``: the one CPU backend whose drop
+    that is (int8 arithmetic differs between engines and devices), None when it holds for every route of the
+    option."""
 
     artifact: Artifact
     precision: str
     drop: float
     engine: str | None = None
 
+    def holds_on(self, route: Route) -> bool:
+        """Whether the option's drop holds for ``route``."""
+        return self.engine is None or (route.backend == self.engine and route.device == "cpu")
+
+
+def int8_from_weights(artifact: Artifact, max_psnr_drop: float | None, backend: str,
+                      log: Callable[[str], None] | None) -> tuple[Artifact, float]:
+    """The int8 ONNX made on demand from the weights ``artifact`` for ``backend`` (:func:`convert_int8`: within
+    ``max_psnr_drop``, or every layer int8 under the export's plain limit for None), identified, and its recorded
+    Y-PSNR drop (dB). Raises :class:`BackendUnavailable` where that backend is not installed, and
+    :class:`ExportError` when the int8 model is over its limit or its file records no drop."""
+    if backend == "openvino" and (missing := openvino_unavailable_reason()):
+        raise BackendUnavailable(missing)
+    int8 = identify(convert_int8(artifact.path, max_psnr_drop, log, backend))  # reads its calibration record
+    if int8.recorded_drop is None:
+        raise ExportError(f"{int8.path} records no Y-PSNR drop: delete it to have it made again")
+    return int8, float(int8.recorded_drop)
+
 
 def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
-                   log: Callable[[str], None] | None) -> list[Option]:
+                   log: Callable[[str], None] | None, backend: str = AUTO) -> list[Option]:
     """fp32, and every reduced precision whose Y-PSNR drop against fp32, measured on this machine, is within
-    ``max_psnr_drop``: int8 made within the budget on this CPU class (CPU only), bf16 and fp16 where a route
-    runs them natively here."""
+    ``max_psnr_drop``, on ``backend`` (``auto``: any): int8 made within the budget on this CPU class (CPU
+    backends only), bf16 and fp16 where a route runs them natively here."""
     facts, note = machine_facts(), log or (lambda _m: None)
     options = [Option(artifact, "fp32", 0.0)]
-    if (device or "cpu") == "cpu":
+    if (device or "cpu") == "cpu" and backend in (AUTO, *INT8_BACKENDS):
         try:
-            int8 = identify(convert_int8(artifact.path, max_psnr_drop, log))  # reads its calibration record
-            if int8.recorded_drop is None:
-                raise ExportError(f"{int8.path} records no Y-PSNR drop: delete it to have it made again")
-            options.append(Option(int8, "int8", float(int8.recorded_drop), int8.validated_engine or "onnxruntime"))
+            int8, drop = int8_from_weights(artifact, max_psnr_drop, backend, log)
+            options.append(Option(int8, "int8", drop, int8.validated_engine or "onnxruntime"))
         except (ExportError, BackendUnavailable) as exc:
             note(f"int8 within {max_psnr_drop:g} dB: not available ({exc})")
     for precision in ("bf16", "fp16"):
         try:
-            route = decide(artifact, facts, AUTO, precision, device, convert=True).route
+            route = decide(artifact, facts, backend, precision, device, convert=True).route
         except (BackendUnavailable, ValueError):
-            continue  # not native here (emulated bf16, fp16 without a GPU)
+            continue  # not native here (emulated bf16, fp16 without a GPU), or not on this backend
         drop = measure_drop(artifact.path, route, device, log)
         if drop <= max_psnr_drop:
             options.append(Option(artifact, precision, drop))
@@ -67,20 +86,22 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
 
 
 def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[int, int, int, int] | None,
-                   log: Callable[[str], None] | None) -> tuple[Option, Selection]:
-    """The option whose best route is fastest: timed on this machine with ``tune_shape``, else by the static
-    ranking; an option measured on one engine (:attr:`Option.engine`) runs only there. With more than one
-    option, the reason ends with each option's fastest route, its time (when timed) and its drop, fastest first."""
+                   log: Callable[[str], None] | None, backend: str = AUTO) -> tuple[Option, Selection]:
+    """The option whose best route on ``backend`` (``auto``: any) is fastest: timed on this machine with
+    ``tune_shape``, else by the static ranking; an option measured on one engine (:attr:`Option.engine`) runs only
+    there. With more than one option, the reason ends with each option's fastest route, its time (when timed)
+    and its drop, fastest first."""
     facts, note = machine_facts(), log or (lambda _m: None)
     picks = []
     for option in options:
-        selection = decide(option.artifact, facts, AUTO, option.precision, device, convert=True)
+        selection = decide(option.artifact, facts, backend, option.precision, device, convert=True)
         if tune_shape is not None:
-            timed = tune(option.artifact.path, precision=option.precision, device=device, shape=tune_shape, log=log)
-            ranked = [(t.p50_ms or 0.0, r) for t, r in timed.ranked() if option.engine in (None, r.backend)]
+            timed = tune(option.artifact.path, precision=option.precision, device=device, shape=tune_shape, log=log,
+                         backend=backend)
+            ranked = [(t.p50_ms or 0.0, r) for t, r in timed.ranked() if option.holds_on(r)]
             summary, first = timed.summary(), timed.route()
         else:
-            ranked = [(float(RANKING.index(r)), r) for r in selection.candidates if option.engine in (None, r.backend)]
+            ranked = [(float(RANKING.index(r)), r) for r in selection.candidates if option.holds_on(r)]
             summary, first = selection.reason, selection.route
         if not ranked:
             note(f"{option.precision}: its drop was measured on {option.engine}, which does not run it here")
@@ -123,10 +144,12 @@ def load_selected(
     shape (the tile shape the job will run) instead of by the static ranking; measured once per model,
     shape and machine, then read from the cache. ``convert``: whether a weights file may run on an ONNX
     or engine backend through a file made on first use (None: yes when ``backend`` names one or when
-    tuning). ``max_psnr_drop`` (dB, weights with ``backend="auto"`` and no ``precision``): the fastest of
-    fp32 and every reduced precision whose Y-PSNR drop against fp32, measured on this machine, is within
-    it (:func:`budget_options`; int8 is made within the budget on first use). ``log`` hears about
-    conversions, measurements and timings.
+    tuning; int8 from weights: yes unless False). ``max_psnr_drop`` (dB, weights without ``precision``): the
+    fastest on ``backend`` of fp32 and every reduced precision whose Y-PSNR drop against fp32, measured on this
+    machine, is within it (:func:`budget_options`; int8 is made within the budget on first use). Weights with
+    ``precision="int8"`` run int8 made on first use for ``backend`` on the CPU (:func:`int8_from_weights`:
+    within ``max_psnr_drop``, or with 0 every layer int8 under the export's plain limit); an explicit
+    other precision runs as asked. ``log`` hears about conversions, measurements and timings.
     """
     if model is not None and os.fspath(model) == "bicubic":
         artifact = Artifact(Path("bicubic"), "bicubic")
@@ -136,12 +159,22 @@ def load_selected(
     artifact = identify(model)
     if max_psnr_drop < 0:
         raise ValueError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
-    if max_psnr_drop > 0 and artifact.kind == "weights" and backend == AUTO and precision is None:
-        option, selection = fastest_option(budget_options(artifact, max_psnr_drop, device, log), device, tune_shape,
-                                           log)
+    weights = artifact.kind == "weights"
+    if max_psnr_drop > 0 and weights and precision is None:
+        option, selection = fastest_option(budget_options(artifact, max_psnr_drop, device, log, backend), device,
+                                           tune_shape, log, backend)
         reason = (f"{option.precision}: Y-PSNR drop {option.drop:.3f} dB against fp32 measured here (budget "
                   f"{max_psnr_drop:g} dB); {selection.reason}")
         return _open(Selection(selection.artifact, selection.route, reason, selection.candidates), device, log)
+    if (weights and precision == "int8" and convert is not False and (device or "cpu") == "cpu"
+            and backend in (AUTO, *INT8_BACKENDS)):
+        int8, drop = int8_from_weights(artifact, max_psnr_drop or None, backend, log)
+        engine = int8.validated_engine or int8_plan(backend)[1]  # the engine its drop holds for
+        selection = decide(int8, machine_facts(), engine, "int8", "cpu")  # where its drop was measured
+        made = f"within {max_psnr_drop:g} dB" if max_psnr_drop else f"every layer, limit {PLAIN_MAX_DROP_DB:g} dB"
+        reason = (f"int8 made from the weights on first use ({made}; cached): Y-PSNR drop {drop:.3f} dB against "
+                  f"fp32 measured here on {engine}; {selection.reason}")
+        return _open(Selection(int8, selection.route, reason, selection.candidates), "cpu", log)
     tuning = tune_shape is not None and backend == AUTO
     if convert is None:
         convert = backend != AUTO or tuning

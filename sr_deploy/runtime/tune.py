@@ -114,10 +114,10 @@ def _runner(up: Upscaler, shape: tuple[int, int, int, int]) -> Callable[[np.ndar
 
 
 def tuning_key(model_sha256: str, precision: str | None, device: str | None, shape: tuple[int, ...],
-               machine: dict[str, Any]) -> str:
+               machine: dict[str, Any], backend: str = AUTO) -> str:
     """sha256 of every part a measurement depends on (any change measures again)."""
     payload = {"model": model_sha256, "precision": precision, "device": device, "shape": list(shape),
-               "machine": machine}
+               "machine": machine, "backend": backend}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -161,12 +161,14 @@ def tune(
     budget_s: float = 2.0,
     refresh: bool = False,
     log: Callable[[str], None] | None = None,
+    backend: str = AUTO,
 ) -> Tuning:
-    """Time every route that can run ``model`` in ``precision`` here (from the cache when measured before,
-    unless ``refresh``) on an input of ``shape`` (NCHW), at most about ``budget_s`` seconds per route."""
+    """Time every route of ``backend`` (``auto``: every backend) that can run ``model`` in ``precision`` here
+    (from the cache when measured before, unless ``refresh``) on an input of ``shape`` (NCHW), at most about
+    ``budget_s`` seconds per route."""
     artifact = identify(model)
     machine = machine_key()
-    key = tuning_key(sha256_file(artifact.path), precision, device, shape, machine)
+    key = tuning_key(sha256_file(artifact.path), precision, device, shape, machine, backend)
     cache = cache_root() / "tuning.json"
     entries = read_cache(cache)
     entry = entries.get(key)
@@ -176,7 +178,7 @@ def tune(
             return Tuning(key, shape, timings, from_cache=True)
         except (KeyError, TypeError):
             pass  # a malformed entry is measured again
-    selection = decide(artifact, machine_facts(), AUTO, precision, device, convert=artifact.kind == "weights")
+    selection = decide(artifact, machine_facts(), backend, precision, device, convert=artifact.kind == "weights")
     batch = np.random.default_rng(0).random(shape, dtype=np.float32)
     measured = []
     for route in selection.candidates:
@@ -193,8 +195,8 @@ def tune(
             log(f"tune {last.label}: " + (f"{last.p50_ms:.1f} ms" if last.p50_ms is not None else last.status))
     timings = tuple(sorted(measured, key=lambda t: (t.p50_ms is None, t.p50_ms or 0.0)))
     save_entry(cache, key, {"model": str(artifact.path), "shape": list(shape), "precision": precision,
-                            "device": device, "machine": machine, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "timings": [asdict(t) for t in timings]})
+                            "device": device, "backend": backend, "machine": machine,
+                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "timings": [asdict(t) for t in timings]})
     return Tuning(key, shape, timings, from_cache=False)
 
 

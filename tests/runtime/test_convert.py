@@ -10,6 +10,7 @@ import pytest
 from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.errors import BackendUnavailable
+from sr_deploy.hardware import this_cpu
 from sr_deploy.models import save_weights
 from sr_deploy.runtime.convert import cache_root, convert, converted_path, int8_layout_for
 from sr_deploy.runtime.load import load_selected
@@ -45,8 +46,14 @@ def test_conversion_key_follows_the_weights_and_precision(small_weights: Path, t
     fp16 = convert(small_weights, "onnx", "fp16")
     assert fp16 == converted_path(small_weights, "onnx", "fp16") and fp16.is_file()
     assert converted_path(small_weights, "onnx", "fp32").is_file()  # fp16 is made from the cached fp32
-    with pytest.raises(ValueError, match="no conversion of weights to a int8 onnx"):
-        converted_path(small_weights, "onnx", "int8")
+    with pytest.raises(ValueError, match="no conversion of weights to a int8 engine"):
+        converted_path(small_weights, "engine", "int8")
+    # int8: one file per backend's plan, accuracy gate (plain or a budget) and CPU class
+    int8 = {converted_path(small_weights, "onnx", "int8", drop, backend=backend)
+            for drop in (None, 0.1, 0.2) for backend in ("onnxruntime", "openvino")}
+    assert len(int8) == 6 and all(this_cpu().isa in p.name for p in int8)
+    with pytest.raises(ValueError, match="int8 is made on demand for onnxruntime, openvino or auto, not torch"):
+        converted_path(small_weights, "onnx", "int8", backend="torch")
 
 
 def test_engines_are_cached_per_gpu_architecture(small_weights: Path, cache: Path) -> None:

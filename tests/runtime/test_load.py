@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sr_deploy.backends import onnx_metadata
-from sr_deploy.runtime.convert import converted_path, cpu_int8_engine
+from sr_deploy.errors import BackendUnavailable
+from sr_deploy.runtime.convert import converted_path, cpu_int8_engine, int8_plan
 from sr_deploy.runtime.load import budget_options, load_selected
 from sr_deploy.runtime.select import identify, machine_facts
 
@@ -60,3 +61,41 @@ def test_budgeted_load_says_what_it_chose_and_why(small_weights: Path, cache: Pa
     assert fixed.precision == "fp32" and "budget" not in plain.reason
     with pytest.raises(ValueError, match="max_psnr_drop must be >= 0 dB"):
         load_selected(small_weights, max_psnr_drop=-1)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_from_weights_is_made_for_the_backend_on_first_use(small_weights: Path, cache: Path,
+                                                                 backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="OpenVINO is not installed (CI installs the openvino extra)")
+    notes: list[str] = []
+    up, selection = load_selected(small_weights, backend=backend, precision="int8", log=notes.append)
+    made = converted_path(small_weights, "onnx", "int8", None, backend=backend)
+    assert made.is_file() and selection.artifact.path == made and up.precision == "int8"
+    assert selection.route.backend == backend and selection.route.device == "cpu"  # where its drop was measured
+    calibration = json.loads(onnx_metadata.file_props(made)[onnx_metadata.CALIBRATION])
+    assert "max_psnr_drop_db" not in calibration and calibration["validated_on"]["engine"] == backend
+    assert calibration["layout"] == int8_plan(backend)[0]
+    drop = calibration["psnr_drop_db"]
+    assert selection.reason.startswith(f"int8 made from the weights on first use (every layer, limit 0.3 dB; cached): "
+                                       f"Y-PSNR drop {drop:.3f} dB against fp32 measured here on {backend}")
+    assert sum(n.startswith("quantizing ") for n in notes) == 1
+    up.close()
+    again: list[str] = []
+    with load_selected(small_weights, backend=backend, precision="int8", log=again.append)[0] as reused:
+        assert reused.precision == "int8" and not any(n.startswith("quantizing ") for n in again)
+    with pytest.raises(BackendUnavailable, match="export int8"):  # conversion refused: the file must exist
+        load_selected(small_weights, backend=backend, precision="int8", convert=False)
+
+
+def test_a_budget_with_a_backend_chooses_among_that_backends_routes(small_weights: Path, cache: Path) -> None:
+    notes: list[str] = []
+    up, selection = load_selected(small_weights, backend="onnxruntime", max_psnr_drop=0.5,
+                                  tune_shape=(1, 3, 12, 12), log=notes.append)
+    with up:
+        assert selection.route.backend == "onnxruntime" and "(budget 0.5 dB)" in selection.reason
+    timed = [n for n in notes if n.startswith("tune ")]
+    assert timed and all(n.startswith("tune onnxruntime ") for n in timed)  # no other backend is timed
+    table = selection.reason.split("; the options, fastest first (timed): ")[1]
+    assert re.findall(r" on (\w+) \(", table) == ["onnxruntime"] * (table.count(", ") + 1)
+    assert converted_path(small_weights, "onnx", "int8", 0.5, backend="onnxruntime").is_file()

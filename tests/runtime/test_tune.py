@@ -33,6 +33,7 @@ def test_key_changes_with_every_part() -> None:
         tuning_key("abc", None, None, (1, 3, 12, 13), machine),
         tuning_key("abc", None, None, SHAPE, {**machine, "isa": "avx2" if machine["isa"] != "avx2" else "amx"}),
         tuning_key("abc", None, None, SHAPE, {**machine, "libraries": {**machine["libraries"], "torch": "0"}}),
+        tuning_key("abc", None, None, SHAPE, machine, "onnxruntime"),
     ]
     assert base not in changed and len(set(changed)) == len(changed)
 
@@ -54,6 +55,8 @@ def test_tune_measures_every_usable_route_once_then_reads_the_cache(small_weight
     other_shape = tune(small_weights, shape=(1, 3, 10, 10), budget_s=0.05)
     assert not other_shape.from_cache and len(read_cache(cache)) == 2
     assert not tune(small_weights, shape=SHAPE, budget_s=0.05, refresh=True).from_cache
+    one = tune(small_weights, shape=SHAPE, budget_s=0.05, backend="onnxruntime")  # only that backend's routes
+    assert not one.from_cache and {t.backend for t in one.timings} == {"onnxruntime"} and len(read_cache(cache)) == 3
 
 
 def test_a_corrupt_cache_is_ignored_and_rewritten(small_weights: Path, cache: Path) -> None:
