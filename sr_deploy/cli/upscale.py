@@ -225,6 +225,7 @@ def tune_command(
     batch: Annotated[int, typer.Option(min=1, help="Batch size to time")] = 1,
     budget: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per route (at least 2 runs)")] = 2.0,
     refresh: Annotated[bool, typer.Option(help="Measure again even if this machine has measured it")] = False,
+    backend: Annotated[str, typer.Option(help=f"{choices(BACKENDS)}: time only this backend's routes")] = AUTO,
 ) -> None:
     """Time every route that can run MODEL on this machine and show the table (cached for upscale --tune).
 
@@ -233,7 +234,7 @@ def tune_command(
     try:
         height, width = parse_size(size)
         result = sr.tune(model, precision=precision, shape=(batch, 3, height, width), budget_s=budget,
-                         refresh=refresh, log=log_text)
+                         refresh=refresh, log=log_text, backend=backend)
     except (sr.BackendUnavailable, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"{model}: {batch}x3x{height}x{width} on this machine"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import time
 import zlib
@@ -134,6 +135,18 @@ def test_cli_upscale_times_the_routes_once_then_reads_the_cache(folder: Path, sm
     second = runner.invoke(app, [*args[:3], str(tmp_path / "o2.png"), *args[4:]])
     assert second.exit_code == 0 and "(fastest; cached measurement at 1x3x9x11:" in second.stderr
     assert read_image(tmp_path / "o1.png").shape == read_image(tmp_path / "o2.png").shape == (36, 44, 3)
+
+
+def test_cli_tune_shows_the_measured_table_of_one_backend(small_weights: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    args = ["tune", str(small_weights), "--size", "10x12", "--budget", "0.05", "--backend", "onnxruntime"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    rows = re.findall(r"^[│|] (\w+) (fp32|fp16|bf16|int8) on (cpu|cuda)", result.stdout, re.MULTILINE)
+    assert rows and {r[0] for r in rows} == {"onnxruntime"}, result.stdout  # no other backend is timed
+    assert "1x3x10x12 on this machine" in result.stdout and "fastest: onnxruntime fp32 on cpu" in result.stderr
+    assert "(cached)" in runner.invoke(app, args).stdout
 
 
 def claim_size(png: Path, width: int, height: int) -> None:
