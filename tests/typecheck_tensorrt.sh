@@ -70,9 +70,12 @@ if [ ${#MODULES[@]} -eq 0 ]; then
 else
   RUNTIME=()
 fi
+# One mypy cache for both runs: torch, numpy and the rest are analysed once, and mypy re-checks whatever
+# depends on the `tensorrt` stubs, which differ (checked: a `trt.Builder` reference passes against 10.x,
+# then fails against the lean 11 runtime with the cache the first run wrote).
 echo "mypy --strict, tensorrt-stubs $STUBS_VERSION: ${MODULES[*]}"
-MYPYPATH="$TRT10" "$PY" -m mypy --config-file "$CONFIG" --cache-dir "$ROOT/mypy-cache-10" "${MODULES[@]}"
+MYPYPATH="$TRT10" "$PY" -m mypy --config-file "$CONFIG" --cache-dir "$ROOT/mypy-cache" "${MODULES[@]}"
 if [ ${#RUNTIME[@]} -gt 0 ]; then
   echo "mypy --strict, TensorRT $LEAN_VERSION lean runtime (stubgen): ${RUNTIME[*]}"
-  MYPYPATH="$LEAN/stubs" "$PY" -m mypy --config-file "$CONFIG" --cache-dir "$ROOT/mypy-cache-11" "${RUNTIME[@]}"
+  MYPYPATH="$LEAN/stubs" "$PY" -m mypy --config-file "$CONFIG" --cache-dir "$ROOT/mypy-cache" "${RUNTIME[@]}"
 fi
