@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec
 
@@ -20,7 +20,17 @@ from sr_deploy.backends.openvino import openvino_unavailable_reason
 from sr_deploy.errors import BackendUnavailable, ExportError
 from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB
 from sr_deploy.runtime.convert import INT8_BACKENDS, convert_int8, int8_plan
-from sr_deploy.runtime.select import RANKING, Artifact, Route, Selection, decide, identify, machine_facts, open_route
+from sr_deploy.runtime.select import (
+    RANKING,
+    Artifact,
+    Route,
+    Selection,
+    decide,
+    identify,
+    int8_expectation,
+    machine_facts,
+    open_route,
+)
 from sr_deploy.runtime.tune import measure_drop, tune
 from sr_deploy.vocabulary import AUTO
 
@@ -83,6 +93,31 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
         if drop <= max_psnr_drop:
             options.append(Option(artifact, precision, drop))
     return options
+
+
+def file_budget(artifact: Artifact, precision: str | None, max_psnr_drop: float) -> str:
+    """What the Y-PSNR budget ``max_psnr_drop`` (dB, > 0) means for a model file that runs as it is (an ONNX
+    file or engine run in ``precision``, None: its own): one line for the reason. Only weights choose a
+    precision by the budget; a file is held to the drop it records: raises ValueError naming the file when an
+    int8 file records more than the budget, or was validated on a CPU class whose arithmetic does not saturate
+    where this one's does (:func:`~sr_deploy.runtime.select.int8_expectation`'s WARNING)."""
+    budget = f"the {max_psnr_drop:g} dB budget"
+    if precision not in (None, artifact.precision):
+        return f"{budget} is not used: --precision {precision} runs as asked"
+    if artifact.precision == "fp32":
+        return f"{budget} is not used: the fp32 file is the reference (weights let the budget choose a precision)"
+    if artifact.recorded_drop is None:
+        return f"{budget} is not checked: {artifact.path.name} records no Y-PSNR drop"
+    engine = f" ({artifact.validated_engine})" if artifact.validated_engine else ""
+    where = f"on a {artifact.validated_isa} CPU{engine}" if artifact.validated_isa else "where it was exported"
+    expectation = int8_expectation(artifact, machine_facts()) if artifact.precision == "int8" else None
+    if expectation and expectation.startswith("WARNING"):
+        raise ValueError(f"{artifact.path} cannot be held to {budget} here: {expectation}")
+    if artifact.recorded_drop > max_psnr_drop:
+        raise ValueError(f"{artifact.path} records a Y-PSNR drop of {artifact.recorded_drop:.3f} dB against fp32 "
+                         f"{where}, over {budget}: export it again within the budget (export int8 --max-psnr-drop "
+                         f"{max_psnr_drop:g}), or run the weights with the budget")
+    return f"recorded Y-PSNR drop {artifact.recorded_drop:.3f} dB {where}, within {budget}"
 
 
 def fastest_option(options: list[Option], device: str | None, tune_shape: tuple[int, int, int, int] | None,
@@ -175,6 +210,7 @@ def load_selected(
         reason = (f"int8 made from the weights on first use ({made}; cached): Y-PSNR drop {drop:.3f} dB against "
                   f"fp32 measured here on {engine}; {selection.reason}")
         return _open(Selection(int8, selection.route, reason, selection.candidates), "cpu", log)
+    budget = file_budget(artifact, precision, max_psnr_drop) if max_psnr_drop > 0 and not weights else None
     tuning = tune_shape is not None and backend == AUTO
     if convert is None:
         convert = backend != AUTO or tuning
@@ -185,6 +221,8 @@ def load_selected(
         best = measured.route()
         rest = tuple(r for r in selection.candidates if r != best)
         selection = Selection(artifact, best, measured.summary(), (best, *rest))
+    if budget:
+        selection = replace(selection, reason=f"{selection.reason}; {budget}")
     return _open(selection, device, log)
 
 

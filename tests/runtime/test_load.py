@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -11,9 +12,9 @@ import pytest
 
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.errors import BackendUnavailable
-from sr_deploy.runtime.convert import converted_path, cpu_int8_engine, int8_plan
-from sr_deploy.runtime.load import budget_options, load_selected
-from sr_deploy.runtime.select import identify, machine_facts
+from sr_deploy.runtime.convert import convert_int8, converted_path, cpu_int8_engine, int8_plan
+from sr_deploy.runtime.load import budget_options, file_budget, load_selected
+from sr_deploy.runtime.select import Artifact, identify, machine_facts
 
 # both tests share one cache, so the int8 conversion within the budget is made once (by whichever runs first)
 pytestmark = pytest.mark.xdist_group("runtime_load_cache")
@@ -99,3 +100,38 @@ def test_a_budget_with_a_backend_chooses_among_that_backends_routes(small_weight
     table = selection.reason.split("; the options, fastest first (timed): ")[1]
     assert re.findall(r" on (\w+) \(", table) == ["onnxruntime"] * (table.count(", ") + 1)
     assert converted_path(small_weights, "onnx", "int8", 0.5, backend="onnxruntime").is_file()
+
+
+def test_a_file_is_held_to_the_drop_it_records(small_weights: Path, small_onnx: Path, cache: Path) -> None:
+    int8 = convert_int8(small_weights, 0.5)  # the file the budgeted tests made (or made now), drop recorded
+    recorded = identify(int8).recorded_drop
+    assert recorded is not None
+    if recorded > 2e-6:  # (a tiny model's int8 can even gain on fp32: then no budget is under its drop)
+        with pytest.raises(ValueError, match=rf"{re.escape(str(int8))} records a Y-PSNR drop of {recorded:.3f} dB"):
+            load_selected(int8, max_psnr_drop=recorded / 2)  # over budget: not run
+    up, selection = load_selected(int8, max_psnr_drop=max(recorded, 0.0) + 0.01)
+    with up:
+        assert f"recorded Y-PSNR drop {recorded:.3f} dB on a {machine_facts().cpu_isa} CPU" in selection.reason
+    up, selection = load_selected(small_onnx, max_psnr_drop=0.1)
+    with up:
+        assert up.precision == "fp32" and "budget is not used: the fp32 file is the reference" in selection.reason
+
+
+def test_budget_of_a_file_by_what_it_records(tmp_path: Path) -> None:
+    here = machine_facts()
+    fp16 = Artifact(tmp_path / "m.fp16.onnx", "onnx", "fp16")
+    assert file_budget(fp16, None, 0.1) == "the 0.1 dB budget is not checked: m.fp16.onnx records no Y-PSNR drop"
+    assert file_budget(fp16, "fp32", 0.1) == "the 0.1 dB budget is not used: --precision fp32 runs as asked"
+    int8 = Artifact(tmp_path / "m.int8.onnx", "onnx", "int8", "ort-cpu", here.cpu_isa, here.cpu_vnni, False, 0.12,
+                    "openvino")
+    assert file_budget(int8, None, 0.2).startswith(f"recorded Y-PSNR drop 0.120 dB on a {here.cpu_isa} CPU (openvino)")
+    with pytest.raises(ValueError, match="over the 0.1 dB budget"):
+        file_budget(int8, None, 0.1)
+    # 8-bit uint8 x int8 weights validated with VNNI elsewhere: on a CPU without VNNI they saturate (about 2 dB more)
+    elsewhere = dataclasses.replace(int8, validated_isa="avx512_bf16" if here.cpu_isa != "avx512_bf16" else "amx",
+                                    validated_vnni=True)
+    if here.cpu_vnni:
+        assert "within the 0.2 dB budget" in file_budget(elsewhere, None, 0.2)
+    else:
+        with pytest.raises(ValueError, match="cannot be held to the 0.2 dB budget here: WARNING"):
+            file_budget(elsewhere, None, 0.2)
