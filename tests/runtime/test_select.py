@@ -79,7 +79,7 @@ def test_ranking_is_data_with_its_source() -> None:
          "skipped: onnxruntime fp32 on cuda (Tensorrt) (torch sees no CUDA device)"),
         (ONNX16, CPU_PLAIN, {}, ("onnxruntime", "cpu", "fp16", "CPUExecutionProvider"), "fp16 route"),
         (WEIGHTS, GPU_ALL, {}, ("torch", "cuda", "fp32", "channels_last+cudagraph"),
-         "faster here: tensorrt fp32 on cuda, build a fp32 engine"),
+         "faster here: tensorrt fp32 on cuda, backend tensorrt makes its fp32 engine from the weights on first use"),
         (WEIGHTS, GPU_ALL, {"precision": "fp16"}, ("torch", "cuda", "fp16", "channels_last+cudagraph"),
          "faster here: tensorrt fp16"),
         (ONNX16, GPU_ALL, {}, ("onnxruntime", "cuda", "fp16", "TensorrtExecutionProvider"), "fastest fp16"),
