@@ -15,7 +15,7 @@ from sr_deploy.artifacts import library_versions
 from sr_deploy.backends.openvino import symmetric_int8_refusal_for
 from sr_deploy.export.int8 import default_reduce_range
 from sr_deploy.hardware import read_cpu
-from sr_deploy.runtime.convert import cache_root
+from sr_deploy.runtime.convert import cache_root, cpu_int8_engine, int8_layout_for
 from sr_deploy.runtime.select import RANKING, machine_facts
 
 #: CPU flags that decide which kernels run (AVX-512, bf16, VNNI int8, AMX tiles).
@@ -115,9 +115,10 @@ def capabilities(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str,
     """What this machine can run and how well (``sr-deploy info``): the CPU (:func:`cpu_info`) and GPUs, the
     precision facts that follow from the CPU's instruction set (bf16 native or emulated; whether uint8 x int8
     products saturate, so that ``export int8`` chooses 7-bit weights for the ort-cpu layout: ``int8_weight_bits``;
-    whether OpenVINO runs the tensorrt Q/DQ layout), every route of the ranking with why it cannot run here (None:
-    it can), library versions and the cache folder. ``cpuinfo``: the CPU's ``/proc/cpuinfo`` (another CPU's file
-    shows what that CPU would run with this machine's libraries and GPUs)."""
+    whether OpenVINO runs the tensorrt Q/DQ layout; the layout and engine of int8 made from weights on demand),
+    every route of the ranking with why it cannot run here (None: it can), library versions and the cache folder.
+    ``cpuinfo``: the CPU's ``/proc/cpuinfo`` (another CPU's file shows what that CPU would run with this machine's
+    libraries and GPUs)."""
     cpu = read_cpu(cpuinfo)
     facts = dataclasses.replace(machine_facts(), cpu_bf16=cpu.bf16, cpu_vnni=cpu.vnni, cpu_isa=cpu.isa)
     bf16 = ("native (AMX)" if "amx_bf16" in cpu.flags else "native (AVX-512 BF16)") if cpu.bf16 else (
@@ -125,6 +126,11 @@ def capabilities(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str,
     seven_bit = default_reduce_range("ort-cpu", cpu)
     u8s8 = ("uint8 x int8 products saturate (no VNNI): export int8 gives the ort-cpu layout 7-bit weights"
             if seven_bit else "uint8 x int8 products accumulate exactly (VNNI): export int8 keeps 8-bit weights")
+    engine = cpu_int8_engine()
+    layout = int8_layout_for(cpu.vnni, engine == "openvino")
+    width = f", {7 if seven_bit else 8}-bit weights" if layout == "ort-cpu" else ""
+    on_demand = (f"{layout} layout{width}, measured and run on {engine} (backend onnxruntime: ort-cpu layout on "
+                 "onnxruntime)")
     return {
         "cpu": cpu_info(cpuinfo),
         "gpus": gpu_info(),
@@ -132,6 +138,7 @@ def capabilities(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str,
             "bf16": bf16,
             "int8, ort-cpu layout": u8s8,
             "int8, tensorrt layout on OpenVINO": symmetric_int8_refusal_for(cpu.vnni, cpu.isa) or "runs",
+            "int8 made from weights on demand": on_demand,
         },
         "int8_weight_bits": 7 if seven_bit else 8,
         "routes": [{"route": r.label, "runs_from": r.artifact if r.artifact == "weights" else

@@ -61,11 +61,17 @@ def test_capabilities_follow_the_cpu_class(tmp_path: Path, flags: str, bf16: str
     assert caps["precisions"]["bf16"].startswith(bf16)
     assert caps["int8_weight_bits"] == weight_bits
     assert (caps["precisions"]["int8, tensorrt layout on OpenVINO"] == "runs") is openvino_runs_tensorrt_layout
+    openvino = importlib.util.find_spec("openvino") is not None
+    on_demand = caps["precisions"]["int8 made from weights on demand"]
+    if openvino and openvino_runs_tensorrt_layout:  # symmetric activations: OpenVINO's fastest int8 where VNNI is
+        assert on_demand.startswith("tensorrt layout, measured and run on openvino")
+    else:
+        engine = "openvino" if openvino else "onnxruntime"
+        assert on_demand.startswith(f"ort-cpu layout, {weight_bits}-bit weights, measured and run on {engine}")
     routes = {r["route"]: r["unavailable"] for r in caps["routes"]}
     assert len(routes) == len(RANKING)
     assert routes["torch fp32 on cpu (channels_last)"] is None  # on every CPU
     native = bf16.startswith("native")
     assert (routes["torch bf16 on cpu (channels_last)"] is None) is native
-    openvino = importlib.util.find_spec("openvino") is not None
     assert (routes["openvino bf16 on cpu (CPU)"] is None) is (openvino and native)
     assert (routes["openvino fp32 on cpu (CPU)"] is None) is openvino
