@@ -12,6 +12,7 @@ import pytest
 
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.errors import BackendUnavailable
+from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB
 from sr_deploy.runtime.convert import convert_int8, converted_path, cpu_int8_engine, int8_plan
 from sr_deploy.runtime.load import budget_options, file_budget, load_selected
 from sr_deploy.runtime.select import Artifact, identify, machine_facts
@@ -78,8 +79,9 @@ def test_int8_from_weights_is_made_for_the_backend_on_first_use(small_weights: P
     assert "max_psnr_drop_db" not in calibration and calibration["validated_on"]["engine"] == backend
     assert calibration["layout"] == int8_plan(backend)[0]
     drop = calibration["psnr_drop_db"]
-    assert selection.reason.startswith(f"int8 made from the weights on first use (every layer, limit 0.3 dB; cached): "
-                                       f"Y-PSNR drop {drop:.3f} dB against fp32 measured here on {backend}")
+    assert selection.reason.startswith(f"int8 made from the weights on first use (every layer, limit "
+                                       f"{PLAIN_MAX_DROP_DB:g} dB; cached): Y-PSNR drop {drop:.3f} dB against fp32 "
+                                       f"measured here on {backend}")
     assert sum(n.startswith("quantizing ") for n in notes) == 1
     up.close()
     again: list[str] = []
