@@ -80,10 +80,11 @@ def upscale(
         help="With --backend auto: choose by timing every route here once (cached), not by the static ranking")
     ] = True,
     max_psnr_drop: Annotated[float, typer.Option(
-        min=0.0, help="With weights: also allow bf16 / int8 whose Y-PSNR drop against fp32, measured here, is "
-        "within this many dB, on --backend (0: the model's own precision); with --precision int8: the int8 made "
-        f"from the weights on first use stays within it (0: every layer int8, written only within "
-        f"{PLAIN_MAX_DROP_DB:g} dB); a model file is held to the drop it records (an int8 file over it is refused)"
+        min=0.0, help="With weights or an fp32 ONNX: also allow bf16 / int8 whose Y-PSNR drop against fp32, "
+        "measured here, is within this many dB, on --backend (0: the model's own precision); with --precision "
+        "int8: the int8 made from them on first use stays within it (0: every layer int8, written only within "
+        f"{PLAIN_MAX_DROP_DB:g} dB); another model file is held to the drop it records (an int8 file over it is "
+        "refused)"
     )] = 0.0,
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse inputs whose header says they have more pixels than this (or whose output has "

@@ -1,5 +1,5 @@
 """Conversion on demand: the ONNX file or TensorRT engine a route needs, made from PyTorch weights on
-first use and reused afterwards (vs-mlrt's habit for engines).
+first use and reused afterwards (vs-mlrt's habit for engines); int8 for the CPU also from an fp32 ONNX file.
 
 Converted files live in ``<cache>/converted/`` under names derived from the weights' sha256, the
 target and the sr-deploy version (engines: also the GPU architecture they were built for, so a cache shared
@@ -80,7 +80,8 @@ def cache_root() -> Path:
 
 def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, max_psnr_drop: float | None = None,
                    gpu: str | None = None, backend: str = AUTO) -> Path:
-    """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` is cached
+    """Where the ``kind`` (``onnx`` or ``engine``) file in ``precision`` made from ``weights`` (int8: or from an
+    fp32 ONNX file) is cached, under the file's sha256
     (int8: an ONNX for ``backend`` (:func:`int8_plan`) made within the Y-PSNR budget ``max_psnr_drop``, or with
     the export's plain-int8 gate for None, on this CPU class; an engine: for the GPU architecture ``gpu``, e.g.
     ``sm_90``, default: CUDA device 0's)."""
@@ -98,19 +99,20 @@ def converted_path(weights: str | os.PathLike[str], kind: str, precision: str, m
     return cache_root() / "converted" / f"{Path(weights).stem}-{digest}-{tag}-v{__version__}{suffix}"
 
 
-def convert_int8(weights: str | os.PathLike[str], max_psnr_drop: float | None,
+def convert_int8(source: str | os.PathLike[str], max_psnr_drop: float | None,
                  log: Callable[[str], None] | None = None, backend: str = AUTO) -> Path:
-    """The cached int8 ONNX of ``weights`` for ``backend`` (layout and measuring engine: :func:`int8_plan`;
+    """The cached int8 ONNX of ``source`` (weights, or an fp32 ONNX file with sr-deploy metadata: quantized as it
+    is) for ``backend`` (layout and measuring engine: :func:`int8_plan`;
     entropy calibration on the embedded photos, the weights width this CPU needs) whose Y-PSNR drop against
     fp32, measured on this CPU class by that engine, is within ``max_psnr_drop`` dB (None: every layer int8,
     written only within the export's plain limit, :data:`~sr_deploy.export.int8.PLAIN_MAX_DROP_DB`); made now if
     it is not there yet (SRResNet x4 on 2 cores: about 20 s, a minute with a budget search). Raises
     :class:`~sr_deploy.errors.ExportError` when the int8 model loses more than that (nothing is cached then)."""
-    target = converted_path(weights, "onnx", "int8", max_psnr_drop, backend=backend)
+    target = converted_path(source, "onnx", "int8", max_psnr_drop, backend=backend)
     if target.is_file():
         return target
     layout, engine = int8_plan(backend)
-    fp32 = convert(weights, "onnx", "fp32", log)
+    fp32 = Path(source) if Path(source).suffix.lower() == ".onnx" else convert(source, "onnx", "fp32", log)
     with locked(target):
         if not target.is_file():  # made by another process while this one waited
             note = log or (lambda _m: None)

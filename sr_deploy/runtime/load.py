@@ -57,9 +57,16 @@ class Option:
         return self.engine is None or (route.backend == self.engine and route.device == "cpu")
 
 
-def int8_from_weights(artifact: Artifact, max_psnr_drop: float | None, backend: str,
-                      log: Callable[[str], None] | None) -> tuple[Artifact, float]:
-    """The int8 ONNX made on demand from the weights ``artifact`` for ``backend`` (:func:`convert_int8`: within
+def chooses_precision(artifact: Artifact) -> bool:
+    """Whether an accuracy budget may choose the precision ``artifact`` runs in: weights, and fp32 ONNX files
+    (int8 made from them on demand, bf16 on OpenVINO); other files run as they are, held to the drop they record."""
+    return artifact.kind == "weights" or (artifact.kind == "onnx" and artifact.precision == "fp32")
+
+
+def int8_on_demand(artifact: Artifact, max_psnr_drop: float | None, backend: str,
+                   log: Callable[[str], None] | None) -> tuple[Artifact, float]:
+    """The int8 ONNX made on demand from ``artifact`` (weights or an fp32 ONNX) for ``backend``
+    (:func:`convert_int8`: within
     ``max_psnr_drop``, or every layer int8 under the export's plain limit for None), identified, and its recorded
     Y-PSNR drop (dB). Raises :class:`BackendUnavailable` where that backend is not installed, and
     :class:`ExportError` when the int8 model is over its limit or its file records no drop."""
@@ -73,14 +80,15 @@ def int8_from_weights(artifact: Artifact, max_psnr_drop: float | None, backend: 
 
 def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
                    log: Callable[[str], None] | None, backend: str = AUTO) -> list[Option]:
-    """fp32, and every reduced precision whose Y-PSNR drop against fp32, measured on this machine, is within
-    ``max_psnr_drop``, on ``backend`` (``auto``: any): int8 made within the budget on this CPU class (CPU
-    backends only), bf16 and fp16 where a route runs them natively here."""
+    """fp32, and every reduced precision of ``artifact`` (weights or an fp32 ONNX: :func:`chooses_precision`) whose
+    Y-PSNR drop against fp32, measured on this machine, is within ``max_psnr_drop``, on ``backend`` (``auto``:
+    any): int8 made within the budget on this CPU class (CPU backends only), bf16 and fp16 where a route runs
+    them natively here (an fp32 ONNX: bf16 on OpenVINO)."""
     facts, note = machine_facts(), log or (lambda _m: None)
     options = [Option(artifact, "fp32", 0.0)]
     if (device or "cpu") == "cpu" and backend in (AUTO, *INT8_BACKENDS):
         try:
-            int8, drop = int8_from_weights(artifact, max_psnr_drop, backend, log)
+            int8, drop = int8_on_demand(artifact, max_psnr_drop, backend, log)
             options.append(Option(int8, "int8", drop, int8.validated_engine or "onnxruntime"))
         except (ExportError, BackendUnavailable) as exc:
             note(f"int8 within {max_psnr_drop:g} dB: not available ({exc})")
@@ -97,15 +105,17 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
 
 def file_budget(artifact: Artifact, precision: str | None, max_psnr_drop: float) -> str:
     """What the Y-PSNR budget ``max_psnr_drop`` (dB, > 0) means for a model file that runs as it is (an ONNX
-    file or engine run in ``precision``, None: its own): one line for the reason. Only weights choose a
-    precision by the budget; a file is held to the drop it records: raises ValueError naming the file when an
-    int8 file records more than the budget, or was validated on a CPU class whose arithmetic does not saturate
-    where this one's does (:func:`~sr_deploy.runtime.select.int8_expectation`'s WARNING)."""
+    file or engine run in ``precision``, None: its own): one line for the reason. Only weights and fp32 ONNX
+    files choose a precision by the budget (:func:`chooses_precision`); another file is held to the drop it
+    records: raises ValueError naming the file when an int8 file records more than the budget, or was validated
+    on a CPU class whose arithmetic does not saturate where this one's does
+    (:func:`~sr_deploy.runtime.select.int8_expectation`'s WARNING)."""
     budget = f"the {max_psnr_drop:g} dB budget"
     if precision not in (None, artifact.precision):
         return f"{budget} is not used: --precision {precision} runs as asked"
     if artifact.precision == "fp32":
-        return f"{budget} is not used: the fp32 file is the reference (weights let the budget choose a precision)"
+        return (f"{budget} is not used: the fp32 {artifact.kind} runs as it is (weights or an fp32 ONNX let the "
+                "budget choose a precision)")
     if artifact.recorded_drop is None:
         return f"{budget} is not checked: {artifact.path.name} records no Y-PSNR drop"
     engine = f" ({artifact.validated_engine})" if artifact.validated_engine else ""
@@ -179,10 +189,11 @@ def load_selected(
     shape (the tile shape the job will run) instead of by the static ranking; measured once per model,
     shape and machine, then read from the cache. ``convert``: whether a weights file may run on an ONNX
     or engine backend through a file made on first use (None: yes when ``backend`` names one or when
-    tuning; int8 from weights: yes unless False). ``max_psnr_drop`` (dB, weights without ``precision``): the
-    fastest on ``backend`` of fp32 and every reduced precision whose Y-PSNR drop against fp32, measured on this
-    machine, is within it (:func:`budget_options`; int8 is made within the budget on first use). Weights with
-    ``precision="int8"`` run int8 made on first use for ``backend`` on the CPU (:func:`int8_from_weights`:
+    tuning; int8 from weights or an fp32 ONNX: yes unless False). ``max_psnr_drop`` (dB, weights or an fp32 ONNX
+    without ``precision``): the fastest on ``backend`` of fp32 and every reduced precision whose Y-PSNR drop against
+    fp32, measured on this machine, is within it (:func:`budget_options`; int8 is made within the budget on first
+    use); any other file is held to the drop it records (:func:`file_budget`). Weights or an fp32 ONNX with
+    ``precision="int8"`` run int8 made on first use for ``backend`` on the CPU (:func:`int8_on_demand`:
     within ``max_psnr_drop``, or with 0 every layer int8 under the export's plain limit); an explicit
     other precision runs as asked. ``log`` hears about conversions, measurements and timings.
     """
@@ -194,23 +205,24 @@ def load_selected(
     artifact = identify(model)
     if max_psnr_drop < 0:
         raise ValueError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
-    weights = artifact.kind == "weights"
-    if max_psnr_drop > 0 and weights and precision is None:
+    chooses = chooses_precision(artifact)
+    if max_psnr_drop > 0 and chooses and precision is None:
         option, selection = fastest_option(budget_options(artifact, max_psnr_drop, device, log, backend), device,
                                            tune_shape, log, backend)
         reason = (f"{option.precision}: Y-PSNR drop {option.drop:.3f} dB against fp32 measured here (budget "
                   f"{max_psnr_drop:g} dB); {selection.reason}")
         return _open(Selection(selection.artifact, selection.route, reason, selection.candidates), device, log)
-    if (weights and precision == "int8" and convert is not False and (device or "cpu") == "cpu"
+    if (chooses and precision == "int8" and convert is not False and (device or "cpu") == "cpu"
             and backend in (AUTO, *INT8_BACKENDS)):
-        int8, drop = int8_from_weights(artifact, max_psnr_drop or None, backend, log)
+        int8, drop = int8_on_demand(artifact, max_psnr_drop or None, backend, log)
         engine = int8.validated_engine or int8_plan(backend)[1]  # the engine its drop holds for
         selection = decide(int8, machine_facts(), engine, "int8", "cpu")  # where its drop was measured
         made = f"within {max_psnr_drop:g} dB" if max_psnr_drop else f"every layer, limit {PLAIN_MAX_DROP_DB:g} dB"
-        reason = (f"int8 made from the weights on first use ({made}; cached): Y-PSNR drop {drop:.3f} dB against "
-                  f"fp32 measured here on {engine}; {selection.reason}")
+        source = "weights" if artifact.kind == "weights" else "fp32 ONNX"
+        reason = (f"int8 made from the {source} on first use ({made}; cached): Y-PSNR drop {drop:.3f} dB against fp32 "
+                  f"measured here on {engine}; {selection.reason}")
         return _open(Selection(int8, selection.route, reason, selection.candidates), "cpu", log)
-    budget = file_budget(artifact, precision, max_psnr_drop) if max_psnr_drop > 0 and not weights else None
+    budget = file_budget(artifact, precision, max_psnr_drop) if max_psnr_drop > 0 and not chooses else None
     tuning = tune_shape is not None and backend == AUTO
     if convert is None:
         convert = backend != AUTO or tuning

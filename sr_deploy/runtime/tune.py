@@ -203,10 +203,12 @@ def tune(
 def measure_drop(
     model: str | os.PathLike[str], route: Route, device: str | None = None, log: Callable[[str], None] | None = None
 ) -> float:
-    """Y-PSNR drop (dB) of ``route`` against torch fp32 on ``model``'s weights, on the validation crops of
-    the embedded evaluation photos, measured on this machine once (cached like timings)."""
+    """Y-PSNR drop (dB) of ``route`` against fp32 (torch on ``model``'s weights; ONNX Runtime on the CPU for an
+    fp32 ONNX file, whose export was parity-checked against torch), on the validation crops of the embedded
+    evaluation photos, measured on this machine once (cached like timings)."""
     artifact = identify(model)
-    reference = Route("torch", (device or "cpu").split(":")[0], "fp32", "weights")
+    reference = Route("torch", (device or "cpu").split(":")[0], "fp32", "weights") if artifact.kind == "weights" \
+        else next(r for r in RANKING if (r.backend, r.device, r.precision) == ("onnxruntime", "cpu", "fp32"))
     key = tuning_key(sha256_file(artifact.path), f"drop:{route.label}", device, (), machine_key())
     cache = cache_root() / "drops.json"
     entries = read_cache(cache)

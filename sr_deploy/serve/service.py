@@ -20,7 +20,7 @@ import numpy as np
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.images import image_from_model, image_to_model, model_input_size
-from sr_deploy.runtime.load import load_selected
+from sr_deploy.runtime.load import chooses_precision, load_selected
 from sr_deploy.runtime.select import Selection
 from sr_deploy.runtime.tiling import plan_tiles
 from sr_deploy.runtime.tune import measure_drop
@@ -32,12 +32,12 @@ from sr_deploy.serve.metrics import Metrics
 def served_drop(selection: Selection, precision: str, log: Callable[[str], None] | None = None) -> float | None:
     """The Y-PSNR drop (dB) against fp32 of what ``selection`` runs: 0 for fp32 (the export gate's parity),
     the budget search's measured drop for an int8 ONNX file, the drop measured on this machine for weights
-    run in a reduced precision (cached); None where nothing measured it (an engine, an ONNX file without
-    a calibration record)."""
+    or an fp32 ONNX run in a reduced precision (cached); None where nothing measured it (an engine, an ONNX file
+    without a calibration record)."""
     if precision == "fp32":
         return 0.0
     artifact = selection.artifact
-    if artifact.kind == "weights":
+    if chooses_precision(artifact):  # weights or an fp32 ONNX, run in a reduced precision
         return measure_drop(artifact.path, selection.route, log=log)
     if artifact.kind == "onnx":
         return artifact.recorded_drop  # read from the file's calibration record by identify

@@ -114,9 +114,6 @@ def test_a_file_is_held_to_the_drop_it_records(small_weights: Path, small_onnx: 
     up, selection = load_selected(int8, max_psnr_drop=max(recorded, 0.0) + 0.01)
     with up:
         assert f"recorded Y-PSNR drop {recorded:.3f} dB on a {machine_facts().cpu_isa} CPU" in selection.reason
-    up, selection = load_selected(small_onnx, max_psnr_drop=0.1)
-    with up:
-        assert up.precision == "fp32" and "budget is not used: the fp32 file is the reference" in selection.reason
 
 
 def test_budget_of_a_file_by_what_it_records(tmp_path: Path) -> None:
@@ -137,3 +134,36 @@ def test_budget_of_a_file_by_what_it_records(tmp_path: Path) -> None:
     else:
         with pytest.raises(ValueError, match="cannot be held to the 0.2 dB budget here: WARNING"):
             file_budget(elsewhere, None, 0.2)
+
+
+def test_an_fp32_onnx_file_is_budgeted_like_its_weights(small_onnx: Path, cache: Path) -> None:
+    notes: list[str] = []
+    options = budget_options(identify(small_onnx), 0.5, None, notes.append)
+    by_precision = {o.precision: o for o in options}
+    int8 = converted_path(small_onnx, "onnx", "int8", 0.5)  # quantized from the file itself, under its sha256
+    assert int8.is_file() and by_precision["int8"].artifact.path == int8
+    calibration = json.loads(onnx_metadata.file_props(int8)[onnx_metadata.CALIBRATION])
+    assert calibration["psnr_drop_db"] == by_precision["int8"].drop <= 0.5
+    assert onnx_metadata.file_props(int8)[onnx_metadata.SOURCE] == str(small_onnx)
+    if machine_facts().cpu_bf16 and machine_facts().openvino is None:  # bf16 of the fp32 ONNX: OpenVINO only
+        assert any(n.startswith("openvino bf16 on cpu (CPU): Y-PSNR drop ") for n in notes)
+    else:
+        assert "bf16" not in by_precision
+    up, selection = load_selected(small_onnx, max_psnr_drop=0.5)  # static ranking
+    with up:
+        assert f"{up.precision}: Y-PSNR drop " in selection.reason and "(budget 0.5 dB)" in selection.reason
+    explicit: list[str] = []
+    up, selection = load_selected(small_onnx, backend="onnxruntime", precision="int8", log=explicit.append)
+    with up:
+        made = converted_path(small_onnx, "onnx", "int8", None, backend="onnxruntime")
+        assert up.precision == "int8" and selection.artifact.path == made and made.is_file()
+        assert selection.reason.startswith("int8 made from the fp32 ONNX on first use (every layer, limit ")
+    assert sum(n.startswith("quantizing ") for n in explicit) == 1
+    with pytest.raises(ValueError, match="export int8"):  # conversion refused: the file must exist
+        load_selected(small_onnx, precision="int8", convert=False)
+
+
+def test_a_budget_is_not_used_by_files_that_run_as_they_are(tmp_path: Path) -> None:
+    engine = Artifact(tmp_path / "m.engine", "engine", "fp32")
+    assert file_budget(engine, None, 0.1) == ("the 0.1 dB budget is not used: the fp32 engine runs as it is (weights "
+                                              "or an fp32 ONNX let the budget choose a precision)")
