@@ -21,7 +21,8 @@ def info(
 ) -> None:
     """This machine's CPU class and GPUs, which precisions run natively, how int8 is made here, and every route
     with why it cannot run here; with MODEL, what it is (kind, precision, descriptor, an int8 file's validation
-    CPU class and what to expect here) and the route auto takes for it.
+    CPU class and what to expect here) and the route auto takes for it by the static ranking (upscale and serve
+    time the routes here instead, once: `sr-deploy tune MODEL`).
 
     Example: sr-deploy info m.int8.onnx --json > facts.json
     """
@@ -83,5 +84,7 @@ def _print_model(facts: dict[str, Any]) -> None:
                  ("validated on", f"{int8['validated_isa'] or 'not recorded'} ({vnni}) with "
                                   f"{int8['validated_engine'] or 'an engine not recorded'}, Y-PSNR drop {drop}"),
                  ("here", int8["here"])]
-    rows.append(("auto here", facts["auto"]["reason"]))
+    rows += [("auto, ranked", facts["auto"]["reason"]),
+             ("auto, timed", "upscale and serve time every route here on the job's shape once (cached) and may "
+                             "pick another; `sr-deploy tune MODEL` shows the table")]
     _facts_table("model", rows)
