@@ -17,6 +17,7 @@ Keys (read by the ONNX Runtime and TensorRT backends; keep the names stable):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -151,21 +152,32 @@ def sr_file_props(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"ONNX model {p} does not exist")
-    props = file_props(p)
+    model = _load_checked(p)
+    props = read_props(model)
     if descriptor is not None:
         return props, descriptor
     if DESCRIPTOR not in props:
         raise ModelFileError(f"{p} has no sr-deploy metadata (metadata_props '{DESCRIPTOR}'): export it with "
                              "sr_deploy.export_onnx (`sr-deploy export onnx`)")
     try:
-        return props, ModelDescriptor.from_json(props[DESCRIPTOR])
+        return props, with_static_size(ModelDescriptor.from_json(props[DESCRIPTOR]), model)
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{p}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
 
 
+def with_static_size(desc: ModelDescriptor, model: onnx.ModelProto) -> ModelDescriptor:
+    """``desc`` with ``fixed_size`` set to the graph's input height and width when the graph fixes them (an export
+    with ``static=(H, W)``): such a file runs only at that size, so the runtime pads and tiles to it (one window
+    per run) and the int8/fp16 exports calibrate at it."""
+    size = static_size(model)
+    return desc if size is None or desc.fixed_size is not None else dataclasses.replace(desc, fixed_size=size)
+
+
 def static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
     """``(H, W)`` of a model exported with a fixed input size, None when height and width are dynamic."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    if len(dims) != 4:
+        return None
     h, w = dims[2].dim_value, dims[3].dim_value
     return (h, w) if h and w else None
 
@@ -198,7 +210,7 @@ def load_sr_onnx(
             "export it with sr_deploy.export_onnx (`sr-deploy export onnx`)"
         )
     try:
-        desc = ModelDescriptor.from_json(props[DESCRIPTOR])
+        desc = with_static_size(ModelDescriptor.from_json(props[DESCRIPTOR]), model)
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{where}: invalid '{DESCRIPTOR}' metadata ({exc})") from None
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]

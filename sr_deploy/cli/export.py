@@ -38,7 +38,9 @@ def export_onnx_command(
     model: Annotated[str, typer.Argument(help="Shipped model name, .safetensors or .pt checkpoint")],
     output: Annotated[Path, output_option("ONNX file to write")],
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 13)")] = DEFAULT_OPSET,
-    static: Annotated[str | None, typer.Option(help="Fix the input size HxW (batch stays dynamic)")] = None,
+    static: Annotated[str | None, typer.Option(
+        help="Fix the input size HxW (batch stays dynamic); the runtime pads and tiles other sizes into windows of it"
+    )] = None,
 ) -> None:
     """fp32 ONNX with dynamic batch/height/width, checked and verified against PyTorch on ORT.
 

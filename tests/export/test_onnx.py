@@ -16,6 +16,7 @@ from sr_deploy.errors import ExportError, ParityError
 from sr_deploy.export.onnx import export_onnx
 from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
+from sr_deploy.runtime.tiling import upscale_tiled
 
 
 def test_round_trip_dynamic_sizes_and_batches(trained_tiny_weights: Path, trained_tiny_onnx: Path) -> None:
@@ -50,14 +51,19 @@ def test_metadata_present(trained_tiny_weights: Path, trained_tiny_onnx: Path) -
 
 
 def test_static_size(trained_tiny_weights: Path, tmp_path: Path) -> None:
-    path = export_onnx(trained_tiny_weights, tmp_path / "static.onnx", opset=13, static=(24, 30)).path
+    path = export_onnx(trained_tiny_weights, tmp_path / "static.onnx", opset=13, static=(32, 40)).path
     model = onnx.load(str(path))
-    assert meta.static_size(model) == (24, 30)
+    assert meta.static_size(model) == (32, 40)
     assert model.opset_import[0].version == 13
     up = load(path)
-    assert up.run(np.zeros((2, 3, 24, 30), np.float32)).shape == (2, 3, 96, 120)
+    assert up.run(np.zeros((2, 3, 32, 40), np.float32)).shape == (2, 3, 128, 160)
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         up.run(np.zeros((1, 3, 20, 30), np.float32))
+    # the file runs at one size only: an image of another size is padded and tiled to it, like the torch result
+    assert up.descriptor.fixed_size == (32, 40) and meta.sr_file_props(path)[1].fixed_size == (32, 40)
+    image = np.random.default_rng(0).random((3, 37, 45), dtype=np.float32)
+    with TorchUpscaler(*load_weights(trained_tiny_weights)) as reference:
+        assert np.abs(upscale_tiled(up, image) - upscale_tiled(reference, image)).max() <= 1e-4
 
 
 def test_parity_gate_rejects_nan_weights_and_writes_nothing(trained_tiny_weights: Path, tmp_path: Path) -> None:
