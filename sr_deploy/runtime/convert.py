@@ -15,13 +15,16 @@ conversion leaves nothing half-written behind. The cache root is ``$SR_DEPLOY_CA
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sr_deploy._version import __version__
-from sr_deploy.artifacts import locked, sha256_file
+from sr_deploy.artifacts import atomic_write_json, locked, sha256_file
 from sr_deploy.backends.openvino import openvino_unavailable_reason
+from sr_deploy.errors import ExportError
 from sr_deploy.export.fp16 import export_fp16
 from sr_deploy.export.int8 import export_int8
 from sr_deploy.export.onnx import export_onnx
@@ -107,20 +110,40 @@ def convert_int8(source: str | os.PathLike[str], max_psnr_drop: float | None,
     fp32, measured on this CPU class by that engine, is within ``max_psnr_drop`` dB (None: every layer int8,
     written only within the export's plain limit, :data:`~sr_deploy.export.int8.PLAIN_MAX_DROP_DB`); made now if
     it is not there yet (SRResNet x4 on 2 cores: about 20 s, a minute with a budget search). Raises
-    :class:`~sr_deploy.errors.ExportError` when the int8 model loses more than that (nothing is cached then)."""
+    :class:`~sr_deploy.errors.ExportError` when the int8 model loses more than that: no model is cached then, only
+    the refusal (``<file>.refused.json``, same key), so asking again answers at once instead of measuring again."""
     target = converted_path(source, "onnx", "int8", max_psnr_drop, backend=backend)
+    refusal = target.with_name(target.name + ".refused.json")
     if target.is_file():
         return target
+    _raise_recorded(refusal)
     layout, engine = int8_plan(backend)
     fp32 = Path(source) if Path(source).suffix.lower() == ".onnx" else convert(source, "onnx", "fp32", log)
     with locked(target):
+        _raise_recorded(refusal)  # refused in another process while this one waited
         if not target.is_file():  # made by another process while this one waited
             note = log or (lambda _m: None)
             within = "every layer int8" if max_psnr_drop is None else f"within {max_psnr_drop:g} dB"
             note(f"quantizing {fp32.name} to int8 for {engine} ({layout} layout, {within}; first use, cached for "
                  "next time)")
-            export_int8(fp32, target, target=layout, max_psnr_drop=max_psnr_drop, measure_on=engine, on_step=log)
+            try:
+                export_int8(fp32, target, target=layout, max_psnr_drop=max_psnr_drop, measure_on=engine,
+                            on_step=log)
+            except ExportError as exc:
+                atomic_write_json(refusal, {"error": str(exc), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                raise
     return target
+
+
+def _raise_recorded(refusal: Path) -> None:
+    """Raise the :class:`~sr_deploy.errors.ExportError` recorded in ``refusal`` when there is one (an unreadable
+    record counts as none: the conversion runs again and rewrites it)."""
+    try:
+        record = json.loads(refusal.read_text())
+        error, at = str(record["error"]), str(record["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    raise ExportError(f"{error} (measured {at}, cached: delete {refusal} to measure again)")
 
 
 def convert(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +11,11 @@ import pytest
 
 from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends.onnxrt import OrtUpscaler
-from sr_deploy.errors import BackendUnavailable
+from sr_deploy.errors import BackendUnavailable, ExportError
+from sr_deploy.export.onnx import export_onnx
 from sr_deploy.hardware import this_cpu
 from sr_deploy.models import save_weights
-from sr_deploy.runtime.convert import cache_root, convert, converted_path, int8_layout_for
+from sr_deploy.runtime.convert import cache_root, convert, convert_int8, converted_path, int8_layout_for
 from sr_deploy.runtime.load import load_selected
 from tests.helpers import SMALL, random_srresnet
 
@@ -89,3 +92,22 @@ def test_auto_does_not_convert_and_conversion_can_be_refused(small_weights: Path
 ])
 def test_int8_layout_made_on_demand_follows_the_cpu(vnni: bool, openvino: bool, layout: str) -> None:
     assert int8_layout_for(vnni, openvino) == layout
+
+
+def test_a_refused_int8_conversion_is_answered_from_the_cache(small_weights: Path, tmp_path: Path,
+                                                               cache: Path) -> None:
+    fixed = export_onnx(small_weights, tmp_path / "wide.onnx", static=(16, 24)).path  # int8 needs square crops
+    notes: list[str] = []
+    with pytest.raises(ExportError, match="int8 needs square crops") as first:
+        convert_int8(fixed, None, notes.append, "onnxruntime")
+    assert "cached" not in str(first.value) and sum(n.startswith("quantizing ") for n in notes) == 1
+    target = converted_path(fixed, "onnx", "int8", None, backend="onnxruntime")
+    refusal = target.with_name(target.name + ".refused.json")
+    assert not target.exists() and refusal.is_file()  # no model, only the refusal
+    with pytest.raises(ExportError, match=rf"int8 needs square crops.*cached: delete {re.escape(str(refusal))}"):
+        convert_int8(fixed, None, notes.append, "onnxruntime")
+    assert sum(n.startswith("quantizing ") for n in notes) == 1  # answered without converting again
+    refusal.write_text("{not json")  # an unreadable record counts as none: converted again, record rewritten
+    with pytest.raises(ExportError, match="int8 needs square crops") as again:
+        convert_int8(fixed, None, notes.append, "onnxruntime")
+    assert "cached" not in str(again.value) and json.loads(refusal.read_text())["error"] == str(again.value)
