@@ -193,7 +193,8 @@ def export_int8(
             {
                 "model": str(output),
                 "source": source,
-                "source_sha256": sha256_file(model) if not isinstance(model, onnx.ModelProto) else None,
+                # the fp32 ONNX's own sha256 (the model metadata's sr_deploy.source_sha256 is the weights')
+                "source_onnx_sha256": sha256_file(model) if not isinstance(model, onnx.ModelProto) else None,
                 "calibration": calibration,
                 "budget": budget.to_dict(),
                 "parity_vs_fp32": report.to_dict(),

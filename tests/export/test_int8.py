@@ -10,6 +10,7 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.cli import app
 from sr_deploy.data.image_io import write_image
@@ -160,6 +161,7 @@ def test_budget_excludes_sensitive_layers_until_within_budget(trained_tiny_onnx:
     assert result.report_path == tmp_path / "b.int8.report.json"
     saved = json.loads(result.report_path.read_text())
     assert saved["budget"]["excluded"] == report.excluded and saved["budget"]["within_budget"]
+    assert saved["source_onnx_sha256"] == sha256_file(trained_tiny_onnx) and "source_sha256" not in saved
     # the groups kept int8 are the candidates not excluded (ort-cpu: each node its own group)
     assert saved["budget"]["fusion_groups"] == {n: [n] for n in report.sensitivity if n not in report.excluded}
     calib_meta = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.CALIBRATION])
