@@ -19,10 +19,12 @@ def info(
     model: Annotated[str | None, typer.Argument(help="Shipped model name, weights, .onnx or .engine file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON (for a bug report)")] = False,
 ) -> None:
-    """This machine's CPU class and GPUs, which precisions run natively, how int8 is made here, and every route
-    with why it cannot run here; with MODEL, what it is (kind, precision, descriptor, an int8 file's validation
-    CPU class and what to expect here) and the route auto takes for it by the static ranking (upscale and serve
-    time the routes here instead, once: `sr-deploy tune MODEL`).
+    """This machine's CPU class, GPUs and routes; with MODEL, what it is and the route auto takes for it.
+
+    The machine: which precisions run natively, how int8 is made here, and every route with why it cannot run
+    here. MODEL: its kind, precision, descriptor, an int8 file's validation CPU class and what to expect here, and
+    the route auto takes by the static ranking (upscale and serve time the routes here instead, once:
+    `sr-deploy tune MODEL`).
 
     Example: sr-deploy info m.int8.onnx --json > facts.json
     """
