@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from sr_deploy.cli.common import AUTO_DEVICE_CHOICES, OptionalPsnrBudgetOpt, choices, console, fail, log_text
+from sr_deploy.cli.common import AUTO_DEVICE_CHOICES, choices, console, fail, log_text
 from sr_deploy.cluster import INSTALL_HINT
 from sr_deploy.cluster.deployment import Scaling, serve_cluster
 from sr_deploy.errors import BackendUnavailable
@@ -31,7 +31,10 @@ def serve(
     backend: Annotated[str, typer.Option(help=choices((AUTO, *BACKENDS)))] = AUTO,
     precision: Annotated[str | None, typer.Option(help=choices(PRECISIONS))] = None,
     device: Annotated[str | None, typer.Option(help=AUTO_DEVICE_CHOICES)] = None,
-    max_psnr_drop: OptionalPsnrBudgetOpt = None,
+    max_psnr_drop: Annotated[float | None, typer.Option(
+        min=0.0, help="As upscale's: with weights or an fp32 ONNX, also allow bf16 / int8 whose Y-PSNR drop against "
+        "fp32, measured here, is within this many dB (reported by /v1/model); another model file is held to the drop "
+        "it records")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; other than loopback needs --token-file or "
                                            "--insecure")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
