@@ -66,10 +66,9 @@ def chooses_precision(artifact: Artifact) -> bool:
 def int8_on_demand(artifact: Artifact, max_psnr_drop: float | None, backend: str,
                    log: Callable[[str], None] | None) -> tuple[Artifact, float]:
     """The int8 ONNX made on demand from ``artifact`` (weights or an fp32 ONNX) for ``backend``
-    (:func:`convert_int8`: within
-    ``max_psnr_drop``, or every layer int8 under the export's plain limit for None), identified, and its recorded
-    Y-PSNR drop (dB). Raises :class:`BackendUnavailable` where that backend is not installed, and
-    :class:`ExportError` when the int8 model is over its limit or its file records no drop."""
+    (:func:`convert_int8`: within ``max_psnr_drop``, or every layer int8 under the export's plain limit for None),
+    identified, and its recorded Y-PSNR drop (dB). Raises :class:`BackendUnavailable` where that backend is not
+    installed, and :class:`ExportError` when the int8 model is over its limit or its file records no drop."""
     if backend == "openvino" and (missing := openvino_unavailable_reason()):
         raise BackendUnavailable(missing)
     int8 = identify(convert_int8(artifact.path, max_psnr_drop, log, backend))  # reads its calibration record
