@@ -5,7 +5,8 @@ images). A Y'CbCr frame is converted with its own matrix (BT.601, BT.709, BT.202
 luminance, SMPTE 240M, FCC) and range (limited: Y' 16-235, C 16-240, scaled by ``2**(bits - 8)``; full:
 0 to ``2**bits - 1``), in float32, with no intermediate rounding; the model's output is converted back
 with the same matrix and range and rounded once to the output's bit depth. The transfer and primaries
-are not converted (the model works on the encoded signal) and the output carries the same tags.
+are not converted (the model works on the encoded signal) and the output carries the same tags; only where
+the output crosses between RGB and Y'CbCr does its matrix and range change (:func:`output_colour`).
 
 Tags a source leaves unspecified are resolved the way players do (FFmpeg, mpv): the matrix from the
 primaries (BT.2020) or the frame size (BT.709 from 1280 x 720 up, BT.601 below), the range from the
@@ -89,6 +90,20 @@ def resolve_colour(pix_fmt: str, width: int, height: int, matrix: int, color_ran
               SMPTE240M: (SMPTE240M, SMPTE240M)}.get(matrix, (SMPTE170M, SMPTE170M))
     return Colour(matrix, full, family[0] if primaries == UNSPECIFIED else primaries,
                   family[1] if transfer == UNSPECIFIED else transfer)
+
+
+def output_colour(source: Colour, pix_fmt: str) -> Colour:
+    """The colour an output in ``pix_fmt`` is encoded and tagged with: the source's, except across the RGB /
+    Y'CbCr boundary. RGB output is tagged RGB (matrix 0), full range: a decoder reads RGB planes as Y'CbCr
+    otherwise. Y'CbCr output of an RGB source gets the matrix of its primaries (BT.2020, BT.601 or SMPTE 240M
+    where the primaries are those, else BT.709), limited range, as delivery formats use. Primaries and transfer
+    are kept."""
+    if is_rgb_format(pix_fmt):
+        return Colour(RGB, True, source.primaries, source.transfer)
+    if source.matrix != RGB:
+        return source
+    matrix = source.primaries if source.primaries in (BT2020_NCL, BT470BG, SMPTE170M, SMPTE240M) else BT709
+    return Colour(matrix, False, source.primaries, source.transfer)
 
 
 def _plane(plane: Any, dtype: type[np.unsignedinteger]) -> np.ndarray:

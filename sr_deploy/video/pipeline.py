@@ -211,7 +211,7 @@ class _Encoder(threading.Thread):
 def run_pipeline(
     upscaler: Upscaler,
     info: VideoInfo,
-    colour: Colour,
+    colours: tuple[Colour, Colour],
     encoding: Encoding,
     plan: TilePlan,
     store: SegmentStore,
@@ -220,6 +220,7 @@ def run_pipeline(
 ) -> PipelineStats:
     """Upscale the frames of ``info`` not yet in ``store`` into new segments (see the module docstring).
 
+    ``colours``: the source's (decoding) and the output's (:func:`~sr_deploy.video.colour.output_colour`).
     ``plan``: the tiling of one frame (:func:`~sr_deploy.runtime.tiling.plan_tiles`); ``on_progress`` is
     called with the number of output frames done (finished segments included) after each model call.
     Raises :class:`~sr_deploy.video.probe.VideoError` for decoder errors (``decode_errors="stop"``) and
@@ -230,8 +231,8 @@ def run_pipeline(
     to_model: queue.Queue[Any] = queue.Queue(options.queue_frames)
     to_encoder: queue.Queue[Any] = queue.Queue(options.queue_frames)
     scale = upscaler.scale
-    decoder = _Decoder(info, colour, store, options, to_model, stop, stats)
-    encoder = _Encoder(store, encoding, colour, (info.width * scale, info.height * scale), info, options,
+    decoder = _Decoder(info, colours[0], store, options, to_model, stop, stats)
+    encoder = _Encoder(store, encoding, colours[1], (info.width * scale, info.height * scale), info, options,
                        to_encoder, stop, stats)
     batch = frame_batch(upscaler, plan, info.height, info.width, options.batch, options.memory_budget)
     wall = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 from sr_deploy._version import __version__
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.tiling import plan_tiles
-from sr_deploy.video.colour import Colour, resolve_colour
+from sr_deploy.video.colour import Colour, output_colour, resolve_colour
 from sr_deploy.video.options import Encoding, VideoOptions, choose_encoding
 from sr_deploy.video.pipeline import PipelineStats, run_pipeline
 from sr_deploy.video.probe import MUXERS, VideoError, VideoInfo, probe_video
@@ -26,7 +26,7 @@ from sr_deploy.video.segments import SegmentStore, join_segments
 @dataclass(frozen=True)
 class VideoResult:
     """What :func:`upscale_video` wrote: the output size, frame count (``resumed``: frames taken from an
-    earlier run's segments), the encoding and colour used, frames skipped for decoder errors, notes
+    earlier run's segments), the encoding and the colour it was written in, frames skipped for decoder errors, notes
     on streams or chapters the output container could not hold, and the stage timings of this run."""
 
     destination: Path
@@ -91,6 +91,7 @@ def upscale_video(
         colour = resolve_colour(info.pix_fmt, info.width, info.height, info.colorspace, info.color_range,
                                 info.color_primaries, info.color_trc)
         encoding = choose_encoding(options, info.pix_fmt, info.bit_depth, width, height, muxer)
+        written = output_colour(colour, encoding.pix_fmt)
         plan = plan_tiles(upscaler, info.height, info.width, options.tile, options.memory_budget)
     except ValueError as exc:
         raise VideoError(src, str(exc)) from None
@@ -98,7 +99,7 @@ def upscale_video(
                          muxer=muxer)
     resumed = store.frames_done
     total = info.frames or (round(info.duration_s * float(info.rate)) if info.duration_s and info.rate else 0)
-    stats = run_pipeline(upscaler, info, colour, encoding, plan, store, options,
+    stats = run_pipeline(upscaler, info, (colour, written), encoding, plan, store, options,
                          None if on_progress is None else lambda done: on_progress(done, total))
     try:
         notes = join_segments(store, info, dst, scale)
@@ -108,7 +109,7 @@ def upscale_video(
     if info.frames and not resumed and store.frames_done + len(stats.skipped) < info.frames:
         notes.append(f"the container announced {info.frames} frames, {store.frames_done} were decoded "
                      "(a truncated file?)")
-    return VideoResult(dst, width, height, store.frames_done, resumed, encoding, colour, tuple(stats.skipped),
+    return VideoResult(dst, width, height, store.frames_done, resumed, encoding, written, tuple(stats.skipped),
                        tuple(notes), stats)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sr_deploy.video.colour import Colour, frame_to_rgb, resolve_colour, rgb_to_frame
+from sr_deploy.video.colour import Colour, frame_to_rgb, output_colour, resolve_colour, rgb_to_frame
 from tests.video.conftest import av
 
 
@@ -59,3 +59,12 @@ def test_unspecified_tags_resolved_as_players_do() -> None:
     with pytest.raises(ValueError, match="colour matrix 10 .* is not supported"):
         resolve_colour("yuv420p10le", 3840, 2160, 10, 1, 9, 14)
     assert av is not None
+
+
+def test_the_output_colour_changes_only_across_rgb_and_yuv() -> None:
+    yuv, rgb = Colour(5, True, 5, 6), Colour(0, True, 9, 14)
+    assert output_colour(yuv, "yuv420p") == yuv  # same family: the source's tags
+    assert output_colour(yuv, "gbrp10le") == Colour(0, True, 5, 6)  # RGB: matrix RGB, full range
+    assert output_colour(rgb, "bgr0") == rgb
+    assert output_colour(rgb, "yuv420p10le") == Colour(9, False, 9, 14)  # the matrix of its primaries, limited
+    assert output_colour(Colour(0, True, 1, 13), "yuv444p").matrix == 1

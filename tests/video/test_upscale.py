@@ -174,3 +174,24 @@ def test_corrupt_frame_stops_naming_it_or_is_skipped(tiny: TorchUpscaler, tmp_pa
     assert result.frames == 11 and len(result.skipped) == 1 and "packet at 0.200 s" in result.skipped[0]
     assert frame_times(out) == times[:5] + times[6:]
     assert stream_info(out)["colour"][1] == 2  # yuvj: full range, kept
+
+
+def test_rgb_and_yuv_outputs_are_tagged_for_what_they_hold(clips: dict[str, Path], tiny: TorchUpscaler,
+                                                           tmp_path: Path) -> None:
+    """Crossing between RGB and Y'CbCr: an RGB output is tagged RGB, full range (a decoder reads its planes as
+    Y'CbCr otherwise), and a Y'CbCr output of an RGB source gets a Y'CbCr matrix (it crashed on the RGB one)."""
+    reference = tmp_path / "ref.mkv"  # lossless RGB: the model's output rounded once
+    upscale_video(tiny, clips["cfr"], reference, VideoOptions(codec="ffv1", pix_fmt="bgr0"))
+    rgb = upscale_video(tiny, clips["cfr"], tmp_path / "rgb.mkv", VideoOptions(codec="libx264rgb", crf=0))
+    assert stream_info(rgb.destination)["colour"][:2] == (0, 2) and rgb.colour.matrix == 0
+    for got, want in zip(decoded_rgb(rgb.destination), decoded_rgb(reference), strict=True):
+        np.testing.assert_array_equal(got, want)  # lossless, read as RGB
+    src = tmp_path / "rgb-source.mkv"
+    upscale_video(tiny, clips["rgb"], src, VideoOptions(codec="ffv1", pix_fmt="bgr0"))  # an RGB source
+    yuv = upscale_video(tiny, src, tmp_path / "yuv.mkv", VideoOptions(codec="libx264", crf=0, pix_fmt="yuv444p"))
+    assert stream_info(yuv.destination)["colour"] == (1, 1, 1, 13)  # BT.709 limited; primaries, transfer kept
+    lossless = tmp_path / "lossless.mkv"
+    upscale_video(tiny, src, lossless, VideoOptions(codec="ffv1", pix_fmt="bgr0"))
+    for got, want in zip(decoded_rgb(yuv.destination), decoded_rgb(lossless), strict=True):
+        error = np.abs(got.astype(np.int16) - want)  # 8-bit Y'CbCr rounding only
+        assert error.max() <= 3 and error.mean() <= 1.0
