@@ -62,8 +62,11 @@ class Upscaler(abc.ABC):
         return self.descriptor.scale
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
-        """Whether ``run`` accepts a batch of this NCHW shape."""
-        return len(shape) == 4 and shape[1] == 3 and self.limits.accepts(shape)
+        """Whether ``run`` accepts a batch of this NCHW shape (a fixed-size export, ``descriptor.fixed_size``: only
+        its own height and width)."""
+        fixed = self.descriptor.fixed_size
+        return (len(shape) == 4 and shape[1] == 3 and self.limits.accepts(shape)
+                and (fixed is None or tuple(shape[2:]) == fixed))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``N x 3 x H x W`` float32 in [0, 1] -> ``N x 3 x sH x sW`` float32."""
@@ -72,6 +75,11 @@ class Upscaler(abc.ABC):
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"{self.name}: expected an N x 3 x H x W batch, got shape {batch.shape}")
         if not self.accepts(tuple(batch.shape)):
+            fixed = self.descriptor.fixed_size
+            if fixed is not None and tuple(batch.shape[2:]) != fixed:
+                raise ValueError(f"{self.name}: input shape {batch.shape}: this export runs only at {fixed[0]}x"
+                                 f"{fixed[1]} (tile images into windows of that size, as upscale does: "
+                                 "sr_deploy.runtime.tiling.TiledUpscaler)")
             raise ValueError(f"{self.name}: input shape {batch.shape} is outside the accepted {self.limits}")
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 

@@ -77,15 +77,25 @@ def _parity_row(v: Variant, metrics: Comparison | None, status: str, divergence:
 def parity_row(v: Variant, up: Upscaler | None, inputs: list[np.ndarray], refs: list[np.ndarray], weights: Path,
                log: Log) -> dict[str, Any]:
     """``v``'s errors against the reference outputs ``refs`` of ``inputs``, pass/fail, and for a
-    failing ONNX variant the first diverging layer (``up``: ``v`` opened, None when it cannot run)."""
+    failing ONNX variant the first diverging layer (``up``: ``v`` opened, None when it cannot run). A fixed-size
+    export runs them tiled into windows of its size, as ``upscale`` runs it (exact halo: equal up to rounding), on
+    the inputs at least that large (a smaller image is padded up to it: not the model's own zero borders)."""
     if up is None:
         return _parity_row(v, None, v.label)
-    if not all(up.accepts(tuple(b.shape)) for b in inputs):
+    runner, fixed = up, up.descriptor.fixed_size
+    if fixed is not None:
+        runner = TiledUpscaler(up)  # not closed: that would close ``up``
+        kept = [(b, r) for b, r in zip(inputs, refs, strict=True) if b.shape[2] >= fixed[0] and b.shape[3] >= fixed[1]]
+        if not kept:
+            return _parity_row(v, None, f"not available: every parity input is smaller than the fixed {fixed[0]}x"
+                                        f"{fixed[1]} input")
+        inputs, refs = [b for b, _ in kept], [r for _, r in kept]
+    if not all(runner.accepts(tuple(b.shape)) for b in inputs):
         return _parity_row(v, None, "not available: parity inputs outside the accepted shapes")
-    metrics = compare([up.run(b) for b in inputs], refs, tolerance_for(v.precision), v.name,
+    metrics = compare([runner.run(b) for b in inputs], refs, tolerance_for(v.precision), v.name,
                       [tuple(b.shape) for b in inputs])
     divergence = None
-    if not metrics.passed and v.backend == "onnxruntime":
+    if not metrics.passed and v.backend == "onnxruntime" and runner is up:  # layer outputs at the inputs' size
         net, _ = load_weights(weights)
         divergence = localize_divergence(v.source, net, inputs[0], v.precision)
         log(f"{v.name} fails parity: {divergence.summary()}")

@@ -161,6 +161,10 @@ def export_onnx(
             return gate_and_write(reference, graph, output, d, FP32_TOLERANCE, "ONNX Runtime fp32 vs PyTorch fp32",
                                   size)
 
+    if static is not None and min(static) <= 2 * desc.receptive_radius:
+        raise ExportError(f"a static input of {static[0]}x{static[1]} leaves no core inside the model's "
+                          f"{desc.receptive_radius}-pixel halo: the runtime tiles images into windows of the static "
+                          f"size, so each side must exceed {2 * desc.receptive_radius}")
     if static is not None or desc.loader != "spandrel":  # sr-deploy's own networks export dynamic or fail
         return ExportResult(Path(output), desc, gated(desc, static))
     try:

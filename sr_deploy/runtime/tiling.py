@@ -298,6 +298,10 @@ class TiledUpscaler(Upscaler):
         self.descriptor = inner.descriptor
         self.limits = ShapeLimits()
 
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """Any ``N x 3 x H x W`` batch (a fixed-size ``inner`` too: its windows are of its size)."""
+        return len(shape) == 4 and shape[1] == 3
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         _, _, height, width = batch.shape
         plan = plan_tiles(self.inner, height, width, self.tile, self.memory_budget)

@@ -11,6 +11,7 @@ from sr_deploy.bench.config import BenchConfig
 from sr_deploy.bench.results import load_table
 from sr_deploy.bench.variants import EMULATED
 from sr_deploy.cli import app
+from sr_deploy.export.onnx import export_onnx
 from sr_deploy.runtime.select import machine_facts
 from tests.helpers import perturb_conv
 
@@ -97,3 +98,19 @@ def test_bench_log_keeps_brackets(random_tiny_weights: Path, tmp_path: Path) -> 
                                       "1", "--quick", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert f"onnxruntime-?: failed: ModelFileError: {bad} is not a readable ONNX file" in result.output
+
+
+def test_bench_runs_a_fixed_size_export_tiled(random_tiny_weights: Path, tmp_path: Path) -> None:
+    static = export_onnx(random_tiny_weights, tmp_path / "static.onnx", static=(40, 40)).path
+    result = CliRunner().invoke(app, ["bench", "--model", str(random_tiny_weights), "--onnx", str(static),
+                                      "--backends", "torch,onnxruntime", "--precisions", "fp32", "--sizes",
+                                      "40x40,12x16", "--batches", "1", "--quick", "--tiling-sizes", "none", "--out",
+                                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output  # it stopped the whole bench with ONNX Runtime's shape error
+    parity = load_table(tmp_path / "r", "parity").filter(pl.col("variant") == "onnxruntime-fp32").row(0, named=True)
+    assert parity["status"] == "ok" and parity["passed"] is True  # the parity inputs, tiled into 40x40 windows
+    latency = load_table(tmp_path / "r", "latency").filter(pl.col("variant") == "onnxruntime-fp32")
+    assert dict(zip(latency["height"], latency["status"], strict=True)) == {
+        40: "ok", 12: "not available: 1x3x12x16 outside the accepted shapes"}
+    accuracy = load_table(tmp_path / "r", "accuracy").filter(pl.col("variant") == "onnxruntime-fp32")
+    assert accuracy.height > 0 and (accuracy["status"] == "ok").all()

@@ -59,7 +59,9 @@ def test_static_size(trained_tiny_weights: Path, tmp_path: Path) -> None:
     assert up.run(np.zeros((2, 3, 32, 40), np.float32)).shape == (2, 3, 128, 160)
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         up.run(np.zeros((1, 3, 20, 30), np.float32))
-    # the file runs at one size only: an image of another size is padded and tiled to it, like the torch result
+    with pytest.raises(ExportError, match="a static input of 24x40 leaves no core inside the model's 12-pixel halo"):
+        export_onnx(trained_tiny_weights, tmp_path / "small.onnx", static=(24, 40))  # nothing could be upscaled
+    # the file runs at one size only: an image of another size is tiled into windows of it, like the torch result
     assert up.descriptor.fixed_size == (32, 40) and meta.sr_file_props(path)[1].fixed_size == (32, 40)
     image = np.random.default_rng(0).random((3, 37, 45), dtype=np.float32)
     with TorchUpscaler(*load_weights(trained_tiny_weights)) as reference:

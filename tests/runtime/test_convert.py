@@ -96,7 +96,7 @@ def test_int8_layout_made_on_demand_follows_the_cpu(vnni: bool, openvino: bool, 
 
 def test_a_refused_int8_conversion_is_answered_from_the_cache(small_weights: Path, tmp_path: Path,
                                                                cache: Path) -> None:
-    fixed = export_onnx(small_weights, tmp_path / "wide.onnx", static=(16, 24)).path  # int8 needs square crops
+    fixed = export_onnx(small_weights, tmp_path / "wide.onnx", static=(32, 48)).path  # int8 needs square crops
     notes: list[str] = []
     with pytest.raises(ExportError, match="int8 needs square crops") as first:
         convert_int8(fixed, None, notes.append, "onnxruntime")
