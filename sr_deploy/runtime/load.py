@@ -57,12 +57,6 @@ class Option:
         return self.engine is None or (route.backend == self.engine and route.device == "cpu")
 
 
-def chooses_precision(artifact: Artifact) -> bool:
-    """Whether an accuracy budget may choose the precision ``artifact`` runs in: weights, and fp32 ONNX files
-    (int8 made from them on demand, bf16 on OpenVINO); other files run as they are, held to the drop they record."""
-    return artifact.kind == "weights" or (artifact.kind == "onnx" and artifact.precision == "fp32")
-
-
 def int8_on_demand(artifact: Artifact, max_psnr_drop: float | None, backend: str,
                    log: Callable[[str], None] | None) -> tuple[Artifact, float]:
     """The int8 ONNX made on demand from ``artifact`` (weights or an fp32 ONNX) for ``backend``
@@ -79,10 +73,10 @@ def int8_on_demand(artifact: Artifact, max_psnr_drop: float | None, backend: str
 
 def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
                    log: Callable[[str], None] | None, backend: str = AUTO) -> list[Option]:
-    """fp32, and every reduced precision of ``artifact`` (weights or an fp32 ONNX: :func:`chooses_precision`) whose
-    Y-PSNR drop against fp32, measured on this machine, is within ``max_psnr_drop``, on ``backend`` (``auto``:
-    any): int8 made within the budget on this CPU class (CPU backends only), bf16 and fp16 where a route runs
-    them natively here (an fp32 ONNX: bf16 on OpenVINO)."""
+    """fp32, and every reduced precision of ``artifact`` (weights or an fp32 ONNX:
+    :attr:`Artifact.chooses_precision`) whose Y-PSNR drop against fp32, measured on this machine, is within
+    ``max_psnr_drop``, on ``backend`` (``auto``: any): int8 made within the budget on this CPU class (CPU backends
+    only), bf16 and fp16 where a route runs them natively here (an fp32 ONNX: bf16 on OpenVINO)."""
     facts, note = machine_facts(), log or (lambda _m: None)
     options = [Option(artifact, "fp32", 0.0)]
     if (device or "cpu") == "cpu" and backend in (AUTO, *INT8_BACKENDS):
@@ -105,7 +99,7 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
 def file_budget(artifact: Artifact, precision: str | None, max_psnr_drop: float) -> str:
     """What the Y-PSNR budget ``max_psnr_drop`` (dB, > 0) means for a model file that runs as it is (an ONNX
     file or engine run in ``precision``, None: its own): one line for the reason. Only weights and fp32 ONNX
-    files choose a precision by the budget (:func:`chooses_precision`); another file is held to the drop it
+    files choose a precision by the budget (:attr:`Artifact.chooses_precision`); another file is held to the drop it
     records: raises ValueError naming the file when an int8 file records more than the budget, or was validated
     on a CPU class whose arithmetic does not saturate where this one's does
     (:func:`~sr_deploy.runtime.select.int8_expectation`'s WARNING)."""
@@ -204,7 +198,7 @@ def load_selected(
     artifact = identify(model)
     if max_psnr_drop < 0:
         raise ValueError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
-    chooses = chooses_precision(artifact)
+    chooses = artifact.chooses_precision
     if max_psnr_drop > 0 and chooses and precision is None:
         option, selection = fastest_option(budget_options(artifact, max_psnr_drop, device, log, backend), device,
                                            tune_shape, log, backend)

@@ -177,6 +177,12 @@ class Artifact:
     recorded_drop: float | None = None
     validated_engine: str | None = None
 
+    @property
+    def chooses_precision(self) -> bool:
+        """Whether the precision this model runs in may be chosen (by an accuracy budget, or ``int8`` made on
+        demand): weights and fp32 ONNX files; other files run as they are, held to the drop they record."""
+        return self.kind == "weights" or (self.kind == "onnx" and self.precision == "fp32")
+
 
 def identify(model: str | os.PathLike[str] | None) -> Artifact:
     """Resolve a shipped model name or a file into an :class:`Artifact` (reads ONNX/engine metadata).

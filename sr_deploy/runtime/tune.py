@@ -31,7 +31,7 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.export.sensitivity import validation_pairs
 from sr_deploy.hardware import this_cpu
-from sr_deploy.runtime.convert import cache_root
+from sr_deploy.runtime.convert import INT8_BACKENDS, cache_root, convert_int8
 from sr_deploy.runtime.select import AUTO, RANKING, Route, decide, identify, machine_facts, open_route
 from sr_deploy.runtime.tiling import upscale_tiled
 from sr_deploy.scoring import mean_y_psnr, upscale_pair
@@ -165,8 +165,13 @@ def tune(
 ) -> Tuning:
     """Time every route of ``backend`` (``auto``: every backend) that can run ``model`` in ``precision`` here
     (from the cache when measured before, unless ``refresh``) on an input of ``shape`` (NCHW), at most about
-    ``budget_s`` seconds per route."""
+    ``budget_s`` seconds per route. ``int8`` of weights or an fp32 ONNX times the int8 file ``load`` makes from it
+    on first use for ``backend`` (:func:`~sr_deploy.runtime.convert.convert_int8`, every layer int8 under the
+    export's plain limit; made now if it is not cached) on the CPU int8 routes."""
     artifact = identify(model)
+    if (precision == "int8" and artifact.chooses_precision and (device or "cpu") == "cpu"
+            and backend in (AUTO, *INT8_BACKENDS)):
+        artifact = identify(convert_int8(artifact.path, None, log, backend))
     machine = machine_key()
     key = tuning_key(sha256_file(artifact.path), precision, device, shape, machine, backend)
     cache = cache_root() / "tuning.json"

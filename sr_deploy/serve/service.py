@@ -20,7 +20,7 @@ import numpy as np
 
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.images import image_from_model, image_to_model, model_input_size
-from sr_deploy.runtime.load import chooses_precision, load_selected
+from sr_deploy.runtime.load import load_selected
 from sr_deploy.runtime.select import Selection
 from sr_deploy.runtime.tiling import plan_tiles
 from sr_deploy.runtime.tune import measure_drop
@@ -37,7 +37,7 @@ def served_drop(selection: Selection, precision: str, log: Callable[[str], None]
     if precision == "fp32":
         return 0.0
     artifact = selection.artifact
-    if chooses_precision(artifact):  # weights or an fp32 ONNX, run in a reduced precision
+    if artifact.chooses_precision:  # weights or an fp32 ONNX, run in a reduced precision
         return measure_drop(artifact.path, selection.route, log=log)
     if artifact.kind == "onnx":
         return artifact.recorded_drop  # read from the file's calibration record by identify

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sr_deploy.runtime.convert import converted_path
 from sr_deploy.runtime.select import RANKING
 from sr_deploy.runtime.tune import machine_key, read_cache, save_entry, tune, tuning_key
 
@@ -57,6 +58,15 @@ def test_tune_measures_every_usable_route_once_then_reads_the_cache(small_weight
     assert not tune(small_weights, shape=SHAPE, budget_s=0.05, refresh=True).from_cache
     one = tune(small_weights, shape=SHAPE, budget_s=0.05, backend="onnxruntime")  # only that backend's routes
     assert not one.from_cache and {t.backend for t in one.timings} == {"onnxruntime"} and len(read_cache(cache)) == 3
+
+
+def test_int8_of_weights_times_the_file_load_makes(small_weights: Path, cache: Path) -> None:
+    notes: list[str] = []
+    timed = tune(small_weights, precision="int8", shape=SHAPE, budget_s=0.05, backend="onnxruntime", log=notes.append)
+    made = converted_path(small_weights, "onnx", "int8", None, backend="onnxruntime")  # as load(precision="int8")
+    assert made.is_file() and sum(n.startswith("quantizing ") for n in notes) == 1
+    assert [(t.backend, t.precision, t.status) for t in timed.timings] == [("onnxruntime", "int8", "ok")]
+    assert read_cache(cache)[timed.key]["model"] == str(made)
 
 
 def test_a_corrupt_cache_is_ignored_and_rewritten(small_weights: Path, cache: Path) -> None:
