@@ -12,6 +12,7 @@ within the encoder's limits (:data:`SIZE_LIMITS`).
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 
 from sr_deploy.video.colour import is_rgb_format
@@ -31,6 +32,9 @@ SIZE_LIMITS: dict[str, tuple[int, int, str]] = {
 #: Default CRF per encoder (None: the encoder has no CRF, e.g. lossless FFV1)
 DEFAULT_CRF: dict[str, float | None] = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30,
                                         "libaom-av1": 30, "libvpx-vp9": 31, "ffv1": None}
+#: The CRF range each encoder takes (the encoders clamp or refuse values outside it; refused here first)
+CRF_RANGE: dict[str, tuple[float, float]] = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51),
+                                             "libsvtav1": (1, 63), "libaom-av1": (0, 63), "libvpx-vp9": (0, 63)}
 DEFAULT_PRESET: dict[str, str] = {"libx264": "medium", "libx264rgb": "medium", "libx265": "medium",
                                   "libsvtav1": "8"}
 DECODE_ERRORS = ("stop", "skip")
@@ -147,6 +151,9 @@ def choose_encoding(options: VideoOptions, source_pix_fmt: str, bit_depth: int, 
     crf = options.crf if options.crf is not None else DEFAULT_CRF.get(codec)
     if options.crf is not None and codec in DEFAULT_CRF and DEFAULT_CRF[codec] is None:
         raise ValueError(f"{codec} is lossless and takes no CRF")
+    low, high = CRF_RANGE.get(codec, (-math.inf, math.inf))
+    if options.crf is not None and not low <= options.crf <= high:
+        raise ValueError(f"{codec} takes a CRF from {low:g} to {high:g}, got {options.crf:g}")
     if crf is not None:
         enc["crf"] = f"{crf:g}"
         if codec == "libvpx-vp9":
@@ -157,4 +164,29 @@ def choose_encoding(options: VideoOptions, source_pix_fmt: str, bit_depth: int, 
     if codec == "libx265":
         enc["x265-params"] = "log-level=error"  # x265 prints its settings to stderr otherwise
     enc.update(options.encoder_options)
+    _check_opens(codec, pix_fmt, enc)
     return Encoding(codec, pix_fmt, enc)
+
+
+def _check_opens(codec: str, pix_fmt: str, options: dict[str, str]) -> None:
+    """Open ``codec`` on a small ``pix_fmt`` frame size with ``options`` as the encode will: ValueError naming the
+    options when FFmpeg refuses them (a preset the encoder does not know, a value out of range) or leaves some
+    unused (``--crf`` for an encoder without one, e.g. mpeg4), so nothing is silently ignored."""
+    from fractions import Fraction
+
+    import av
+
+    context = av.CodecContext.create(codec, "w")
+    assert isinstance(context, av.VideoCodecContext)  # a video encoder (checked by the caller)
+    context.width, context.height, context.pix_fmt = 64, 64, pix_fmt
+    context.time_base = Fraction(1, 25)
+    context.options = dict(options)
+    given = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    try:
+        context.open(strict=True)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ValueError(f"{codec} refuses the options {given} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+                         ) from None
+    unused = sorted(set(context.options) & set(options))
+    if unused:
+        raise ValueError(f"{codec} does not take {', '.join(unused)} (given: {given})")

@@ -28,6 +28,10 @@ def test_defaults() -> None:
     (VideoOptions(), (130, 99), "mp4", "yuv420p needs an even width and height, the output is 130x99"),
     (VideoOptions(codec="libsvtav1"), (16400, 96), "mp4", "beyond libsvtav1's limit of 16384x16384"),
     (VideoOptions(codec="ffv1", crf=10), (128, 96), "matroska", "ffv1 is lossless and takes no CRF"),
+    (VideoOptions(crf=60), (128, 96), "mp4", "libx264 takes a CRF from 0 to 51, got 60"),  # x264 clamped it
+    (VideoOptions(codec="libvpx-vp9", crf=99), (128, 96), "webm", "libvpx-vp9 takes a CRF from 0 to 63, got 99"),
+    (VideoOptions(preset="blah"), (128, 96), "mp4", "libx264 refuses the options crf=18, preset=blah"),
+    (VideoOptions(codec="mpeg4", crf=2), (128, 96), "mp4", r"mpeg4 does not take crf \(given: crf=2\)"),  # ignored
 ])
 def test_refusals_name_the_problem(options: VideoOptions, size: tuple[int, int], muxer: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
