@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from sr_deploy.video.colour import is_rgb_format
+from sr_deploy.video.probe import FRAME_RATE_MUXERS
 
 #: Encoder -> (largest width, largest height, where the limit comes from). Measured with the bundled
 #: encoders (FFmpeg refuses to open them beyond these) or taken from the codec's top level.
@@ -163,6 +164,8 @@ def choose_encoding(options: VideoOptions, source_pix_fmt: str, bit_depth: int, 
         enc["preset"] = preset
     if codec == "libx265":
         enc["x265-params"] = "log-level=error"  # x265 prints its settings to stderr otherwise
+    if muxer in FRAME_RATE_MUXERS:
+        enc["bf"] = "0"  # no B-frames: AVI keeps decode order only (read back, reordered frames came out of order)
     enc.update(options.encoder_options)
     _check_opens(codec, pix_fmt, enc)
     return Encoding(codec, pix_fmt, enc)

@@ -33,7 +33,7 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.runtime.tiling import TilePlan, bytes_per_pixel, default_memory_budget, upscale_tiled
 from sr_deploy.video.colour import Colour, frame_to_rgb, rgb_to_frame
 from sr_deploy.video.options import Encoding, VideoOptions
-from sr_deploy.video.probe import VideoError, VideoInfo
+from sr_deploy.video.probe import FRAME_RATE_MUXERS, VideoError, VideoInfo
 from sr_deploy.video.segments import SegmentStore, SegmentWriter
 
 _END = object()
@@ -174,8 +174,12 @@ class _Encoder(threading.Thread):
                  stats: PipelineStats) -> None:
         super().__init__(name="sr-video-encode", daemon=True)
         self.store, self.encoding, self.colour, self.size = store, encoding, colour, size
-        tb = info.time_base  # a time base of 1/den keeps every pts exact: pts * num ticks
-        self.time_base, self.ticks = Fraction(1, tb.denominator), tb.numerator
+        tb = info.time_base
+        if store.muxer in FRAME_RATE_MUXERS and info.rate:  # one tick per frame at the source's rate
+            self.time_base = 1 / Fraction(info.rate)
+        else:  # a time base of 1/den keeps every pts exact: pts * num ticks
+            self.time_base = Fraction(1, tb.denominator)
+        self.ticks = tb / self.time_base
         self.rate, self.segment_frames, self.threads = info.rate, options.segment_frames, options.codec_threads
         self.source, self.stop, self.stats = source, stop, stats
         self.error: BaseException | None = None

@@ -29,6 +29,9 @@ MUXERS = {
     ".mpeg": "mpeg", ".ogv": "ogg", ".3gp": "3gp",
 }
 VIDEO_SUFFIXES = tuple(MUXERS)
+#: Containers that store one frame per tick of 1/frame rate, with no timestamps of their own (AVI): the video is
+#: encoded in that time base (a finer one is read back as hundreds of frames per second)
+FRAME_RATE_MUXERS = frozenset({"avi"})
 
 _STILL_DEMUXERS = {"image2", "tty", "gif", "apng", "webp", "jpegxl_anim"}
 

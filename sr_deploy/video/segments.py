@@ -37,7 +37,7 @@ from typing import Any
 
 from sr_deploy.artifacts import atomic_open, atomic_write_json
 from sr_deploy.video.options import Encoding
-from sr_deploy.video.probe import VideoInfo
+from sr_deploy.video.probe import FRAME_RATE_MUXERS, VideoInfo
 
 MANIFEST = "manifest.json"
 #: container metadata keys that describe the writing muxer, not the content (never copied)
@@ -113,7 +113,7 @@ class SegmentStore:
         """Source pts of the last finished frame (None: nothing finished)."""
         return self.segments[-1].last_pts if self.segments else None
 
-    def writer(self, encoding: Encoding, width: int, height: int, time_base: Fraction, ticks: int,
+    def writer(self, encoding: Encoding, width: int, height: int, time_base: Fraction, ticks: Fraction,
                rate: Fraction | None, threads: int = 0) -> SegmentWriter:
         """A writer for the next segment, encoding in ``time_base`` where a source pts is ``ticks`` units,
         with ``threads`` encoder threads (0: FFmpeg's choice)."""
@@ -134,7 +134,7 @@ class SegmentWriter:
     """Encodes frames into one segment file; :meth:`close` publishes it, :meth:`abort` discards it."""
 
     def __init__(self, store: SegmentStore, name: str, encoding: Encoding, width: int, height: int,
-                 time_base: Fraction, ticks: int, rate: Fraction | None, threads: int = 0) -> None:
+                 time_base: Fraction, ticks: Fraction, rate: Fraction | None, threads: int = 0) -> None:
         import av
 
         self.store, self.name, self.ticks = store, name, ticks
@@ -142,6 +142,7 @@ class SegmentWriter:
         self.count = 0
         self.first_pts: int | None = None
         self.last_pts: int | None = None
+        self._last_out: int | None = None
         self._files = contextlib.ExitStack()
         handle = self._files.enter_context(atomic_open(store.folder / name, "wb"))
         try:
@@ -160,13 +161,17 @@ class SegmentWriter:
 
     def write(self, frame: Any, pts: int) -> None:
         """Encode ``frame`` (an ``av.VideoFrame`` tagged with its colour) at source pts ``pts`` (recorded as
-        such; encoded as ``pts * ticks`` in the writer's time base)."""
+        such; encoded as ``pts * ticks`` in the writer's time base, rounded, and kept increasing: a variable-rate
+        source written in a frame-rate time base (AVI) moves a frame that would share a tick to the next one)."""
         if not self._tagged:  # the stream's colour tags come from the first frame
             cc = self.stream.codec_context
             cc.colorspace, cc.color_range = frame.colorspace, frame.color_range
             cc.color_primaries, cc.color_trc = frame.color_primaries, frame.color_trc
             self._tagged = True
-        frame.pts = pts * self.ticks
+        out = round(pts * self.ticks)
+        if self._last_out is not None and out <= self._last_out:
+            out = self._last_out + 1
+        frame.pts = self._last_out = out
         frame.time_base = self.stream.codec_context.time_base
         self.container.mux(self.stream.encode(frame))
         self.first_pts = pts if self.first_pts is None else self.first_pts
@@ -219,6 +224,7 @@ def _video_packets(store: SegmentStore, out_stream: Any, extradata: bytes | None
     import av
 
     last_dts: int | None = None
+    next_pts: int | None = None  # frame-rate containers: where the next segment's frames start
     order = 0
     for seg in store.segments:
         with av.open(str(store.folder / seg.file)) as container:
@@ -226,6 +232,13 @@ def _video_packets(store: SegmentStore, out_stream: Any, extradata: bytes | None
             if (stream.codec_context.extradata or None) != extradata:
                 raise ValueError(f"segment {seg.file} has other codec parameters than the first segment")
             packets = [p for _, _, p in _packets(container, [stream], {stream.index: out_stream})]
+            pts = [p.pts for p in packets if p.pts is not None]
+            if store.muxer in FRAME_RATE_MUXERS and pts:  # each file counts its frames from 0: continue the last
+                shift = 0 if next_pts is None else next_pts - min(pts)
+                for packet in packets:
+                    packet.pts = None if packet.pts is None else packet.pts + shift
+                    packet.dts = None if packet.dts is None else packet.dts + shift
+                next_pts = max(pts) + shift + 1
             if any(p.dts is None for p in packets) and all(p.pts is not None for p in packets):
                 for packet, dts in zip(packets, decode_timestamps([p.pts for p in packets]), strict=True):
                     packet.dts = dts

@@ -195,3 +195,15 @@ def test_rgb_and_yuv_outputs_are_tagged_for_what_they_hold(clips: dict[str, Path
     for got, want in zip(decoded_rgb(yuv.destination), decoded_rgb(lossless), strict=True):
         error = np.abs(got.astype(np.int16) - want)  # 8-bit Y'CbCr rounding only
         assert error.max() <= 3 and error.mean() <= 1.0
+
+
+def test_avi_gets_one_tick_per_frame(tiny: TorchUpscaler, tmp_path: Path) -> None:
+    """AVI stores one frame per tick of its time base, in decode order: encoded in the source's fine time base
+    with B-frames it was read back at 600 fps with 169 frames announced for 8 and frames out of order."""
+    src = make_clip(tmp_path / "src.mp4", frames=24, audio=False)
+    out = upscale_video(tiny, src, tmp_path / "up.avi", VideoOptions(segment_frames=10)).destination
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.average_rate == 25 and stream.frames == 24 and stream.time_base == Fraction(1, 25)
+    times = frame_times(out)  # AVI stores no timestamps: read back one frame per tick, in order
+    assert len(times) == 24 and all(b - a == Fraction(1, 25) for a, b in zip(times, times[1:], strict=False))
