@@ -5,7 +5,9 @@ Other kinds of files (videos) join through two callables, so this module needs n
 
 Inputs are files, folders (their images, by suffix, sorted) and glob patterns (``**`` recursive;
 matching images). The output is a folder (``OUT/<input name>``, same format as the input), or a
-file name when there is exactly one input (an output ending in a path separator is always a folder).
+file name when there is exactly one input (an output ending in a path separator is always a folder; one input
+file with an output that does not exist and ends in a suffix that is neither an image's nor a video's is refused,
+not taken for a new folder).
 A bad, unreadable or too large file (or any error while processing it) is reported and skipped and
 the rest are processed; an input that is a symlink loop is reported; an existing output is left alone
 unless ``overwrite``; outputs are written atomically, so an interrupted job never leaves a
@@ -145,11 +147,17 @@ def plan_job(inputs: Sequence[str], output: str | Path, accept: Callable[[Path],
     """Pair every input image with its output path (see the module docstring for the rules).
 
     ``accept``: see :func:`expand_inputs`; ``file_suffixes``: more output suffixes (besides the image
-    ones) that make ``output`` one file rather than a folder (the CLI passes the video containers')."""
+    ones) that make ``output`` one file rather than a folder (the CLI passes the video containers'). Raises
+    ValueError for one input file and an output with an unknown suffix (module docstring)."""
     sources, problems = expand_inputs(inputs, accept)
     out = Path(output).expanduser()
     names_folder = str(output).endswith(("/", os.sep)) or out.is_dir()
-    single_file = not names_folder and out.suffix.lower() in (*IMAGE_SUFFIXES, *file_suffixes)
+    known = (*IMAGE_SUFFIXES, *file_suffixes)
+    single_file = not names_folder and out.suffix.lower() in known
+    if (not names_folder and not single_file and out.suffix and not out.exists() and len(inputs) == 1
+            and Path(inputs[0]).is_file()):
+        raise ValueError(f"{output}: {out.suffix!r} is not a suffix sr-deploy writes ({', '.join(sorted(known))}); "
+                         f"to write into a folder of that name, end it with {os.sep!r}")
     pairs, refused = pair_outputs(sources, out, single_file, lambda folder, src: folder / src.name, resolve_path)
     problems.extend(Outcome(src, dst, "failed", message) for src, dst, message in refused)
     return JobPlan(tuple(pairs), tuple(problems))

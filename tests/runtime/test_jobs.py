@@ -56,6 +56,13 @@ def test_plan_outputs_folder_or_single_file(folder: Path, tmp_path: Path) -> Non
     assert [d for _, d in plan.pairs] == [tmp_path / "out" / "a.png", tmp_path / "out" / "b.jpg"]
     with pytest.raises(ValueError, match="names one image file but 2 inputs"):
         plan_job([str(folder / "a.png"), str(folder / "b.jpg")], tmp_path / "x.png")
+    # one file to a name with an unknown suffix: refused, not made a folder (a trailing separator makes one)
+    with pytest.raises(ValueError, match=r"out.xyz: '.xyz' is not a suffix sr-deploy writes \(.*\.png"):
+        plan_job([str(folder / "a.png")], tmp_path / "out.xyz")
+    assert plan_job([str(folder / "a.png")], f"{tmp_path / 'out.v2'}/").pairs == (
+        (folder / "a.png", tmp_path / "out.v2" / "a.png"),)
+    assert {d.parent for _, d in plan_job([str(folder)], tmp_path / "results.v2").pairs} == {
+        tmp_path / "results.v2"}  # a folder input: a folder output
     write_image(tmp_path / "other" / "a.png", pic(seed=4))
     plan = plan_job([str(folder / "a.png"), str(tmp_path / "other" / "a.png"), str(folder / "b.jpg")], folder)
     assert not plan.pairs
