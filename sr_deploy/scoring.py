@@ -14,6 +14,7 @@ training validation, the bench, ``evaluate`` and the INT8 accuracy-budget search
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -81,6 +82,14 @@ def mean_y_mse(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], s
                           for a, b in zip(outputs, reference, strict=True)]))
 
 
+def image_names(images: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The name each image is reported under: its stem (``baby``), or where stems repeat its file name
+    (``in.png``, ``in.jpg``), or where those repeat too its path; printable even when not UTF-8."""
+    paths = [Path(p) for p in images]
+    stems, names = Counter(p.stem for p in paths), Counter(p.name for p in paths)
+    return [printable(p.stem if stems[p.stem] == 1 else p.name if names[p.name] == 1 else str(p)) for p in paths]
+
+
 def evaluate(
     upscaler: Upscaler,
     images: Sequence[str | os.PathLike[str]],
@@ -90,7 +99,7 @@ def evaluate(
     max_pixels: int | None = None,
 ) -> pl.DataFrame:
     """Score ``upscaler`` on each HR image (standard pair: modcrop, MATLAB bicubic LR); one row per
-    image: ``name, psnr_y, ssim_y``.
+    image: ``name`` (:func:`image_names`), ``psnr_y, ssim_y``.
 
     An image that cannot be read, is too small or (from its header) has more than ``max_pixels`` pixels raises
     :class:`~sr_deploy.data.image_io.ImageReadError`; with ``on_skip`` it is left out instead and
@@ -98,15 +107,15 @@ def evaluate(
     :class:`~sr_deploy.runtime.tiling.TiledUpscaler` to bound memory on large images.
     """
     rows = []
-    for path in images:
+    for path, name in zip(images, image_names(images), strict=True):
         try:
             pair = make_eval_pair(path, upscaler.scale, max_pixels)
         except ImageReadError as exc:
             if on_skip is None:
                 raise
-            on_skip(printable(Path(path).stem), exc.cause)
+            on_skip(name, exc.cause)
             continue
-        rows.append({"name": pair.name, **score(super_resolve_pair(upscaler, pair), pair.hr, upscaler.scale)})
+        rows.append({"name": name, **score(super_resolve_pair(upscaler, pair), pair.hr, upscaler.scale)})
         if on_image:
-            on_image(pair.name)
+            on_image(name)
     return pl.DataFrame(rows, schema={"name": pl.String, "psnr_y": pl.Float64, "ssim_y": pl.Float64})

@@ -15,7 +15,7 @@ from sr_deploy.data.datasets import make_eval_pair
 from sr_deploy.data.image_io import ImageReadError
 from sr_deploy.metrics import psnr
 from sr_deploy.runtime import load
-from sr_deploy.scoring import evaluate, super_resolve_pair, upscale_pair
+from sr_deploy.scoring import evaluate, image_names, super_resolve_pair, upscale_pair
 from tests.helpers import save_third_party
 
 # Bicubic x4, Y channel, shave 4 (e.g. Kim et al., VDSR, CVPR 2016, Table 2; Lim et al., EDSR).
@@ -67,6 +67,16 @@ def test_evaluate_skips_a_bad_image_when_asked(tmp_path: Path) -> None:
     assert df["name"].to_list() == ["a_good", "c_good"]
     assert all(15 < p < 45 for p in df["psnr_y"]) and all(0.2 < s < 1 for s in df["ssim_y"])
     assert [name for name, _ in skipped] == ["b_broken"] and skipped[0][1]
+
+
+def test_images_are_named_apart(tmp_path: Path) -> None:
+    photo = read_image(embedded_images("eval")[0])[:64, :64]
+    for name in ("in.png", "in.bmp", "other/in.png", "baby.png"):
+        write_image(tmp_path / name, photo)
+    paths = [tmp_path / n for n in ("in.png", "in.bmp", "other/in.png", "baby.png")]
+    assert image_names(paths) == [str(tmp_path / "in.png"), "in.bmp", str(tmp_path / "other/in.png"), "baby"]
+    df = evaluate(load("bicubic", scale=4), paths[1:])  # the table tells them apart (it said "in" twice)
+    assert df["name"].to_list() == ["in.bmp", "in.png", "baby"] and df["psnr_y"].n_unique() == 1
 
 
 def test_evaluate_raises_on_a_bad_image_by_default(tmp_path: Path) -> None:
