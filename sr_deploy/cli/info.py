@@ -78,6 +78,9 @@ def _print_model(facts: dict[str, Any]) -> None:
             ("model", f"{desc['name'] or desc['architecture']} ({desc['architecture']}, loaded by {desc['loader']}), "
                       f"x{desc['scale']}, {desc['in_channels']} -> {desc['out_channels']} channels"),
             ("tiling halo", f"{facts['receptive_radius_lr_px']} LR pixels ({desc['tiling']})")]
+    if desc.get("fixed_size"):
+        height, width = desc["fixed_size"]
+        rows.append(("input size", f"fixed {height}x{width}: other sizes are tiled into windows of it"))
     if "int8" in facts:
         int8 = facts["int8"]
         drop = "not recorded" if int8["recorded_drop_db"] is None else f"{int8['recorded_drop_db']:.3f} dB"

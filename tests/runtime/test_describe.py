@@ -14,6 +14,7 @@ from sr_deploy.backends import onnx_metadata as meta
 from sr_deploy.backends.trt_metadata import write_metadata
 from sr_deploy.cli import app
 from sr_deploy.export.int8 import export_int8
+from sr_deploy.export.onnx import export_onnx
 from sr_deploy.hardware import this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.runtime.describe import describe
@@ -80,7 +81,7 @@ def test_an_engine_is_described_by_its_sidecar_and_says_why_it_cannot_run_here(t
         assert facts["auto"]["route"] is None and "TensorRT" in facts["auto"]["reason"]
 
 
-def test_info_with_a_model(int8_8bit: Path, tmp_path: Path) -> None:
+def test_info_with_a_model(int8_8bit: Path, small_weights: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["info", str(int8_8bit), "--json"])
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
@@ -90,5 +91,9 @@ def test_info_with_a_model(int8_8bit: Path, tmp_path: Path) -> None:
     words = " ".join(table.stdout.split())
     assert "with onnxruntime, Y-PSNR drop" in words
     assert "auto, ranked" in words and "auto, timed" in words  # the static choice is not what upscale will time
+    assert "input size" not in words  # dynamic
+    static = export_onnx(small_weights, tmp_path / "static.onnx", static=(32, 48)).path
+    words = " ".join(CliRunner().invoke(app, ["info", str(static)], env={"COLUMNS": "200"}).stdout.split())
+    assert "input size │ fixed 32x48: other sizes are tiled into windows of it" in words
     missing = CliRunner().invoke(app, ["info", str(tmp_path / "none.onnx")])
     assert missing.exit_code == 2 and "none.onnx" in missing.output
