@@ -167,9 +167,12 @@ def write_triton_repo(
     for an engine). Files are written atomically; an existing config or model file is replaced."""
     if (onnx_path is None) == (engine is None):
         raise ValueError("give exactly one of onnx_path and engine")
-    if instances < 1 or (max_batch is not None and max_batch < 0) or batch_wait_ms < 0:
-        raise ValueError(f"invalid settings: instances {instances}, max_batch {max_batch}, "
-                         f"batch_wait_ms {batch_wait_ms}")
+    bad = [f"{label} must be {rule}, got {value}" for label, value, rule, wrong in (
+        ("instances", instances, ">= 1", instances < 1),
+        ("max_batch", max_batch, ">= 0 (0: no batching)", max_batch is not None and max_batch < 0),
+        ("batch_wait_ms", batch_wait_ms, ">= 0", batch_wait_ms < 0)) if wrong]
+    if bad:
+        raise ValueError("; ".join(bad))
     if kind not in KINDS:
         raise ValueError(f"unknown instance kind {kind!r}; choose from {', '.join(KINDS)}")
     name = model_name(name)

@@ -100,6 +100,8 @@ def test_engine_repository_respects_the_profiles(tmp_path: Path) -> None:
     assert list(config.output[0].dims) == [3, 256, 384]
     with pytest.raises(ValueError, match="GPU only"):
         write_triton_repo(tmp_path / "repo", "f", engine=fixed, kind="cpu")
+    with pytest.raises(ValueError, match=r"^instances must be >= 1, got 0; batch_wait_ms must be >= 0, got -1.0$"):
+        write_triton_repo(tmp_path / "repo", "f", engine=fixed, instances=0, batch_wait_ms=-1.0)  # each value named
 
 
 def test_cli(small_onnx: Path, tmp_path: Path) -> None:
