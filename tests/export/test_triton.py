@@ -79,9 +79,9 @@ def test_onnx_repository(small_onnx: Path, tmp_path: Path) -> None:
 
 
 def test_static_onnx_shapes(small_weights: Path, tmp_path: Path) -> None:
-    static = export_onnx(small_weights, tmp_path / "static.onnx", static=(24, 40)).path
+    static = export_onnx(small_weights, tmp_path / "static.onnx", static=(32, 40)).path
     config = parse(write_triton_repo(tmp_path / "repo", "static", onnx_path=static).config)
-    assert list(config.input[0].dims) == [3, 24, 40] and list(config.output[0].dims) == [3, 96, 160]
+    assert list(config.input[0].dims) == [3, 32, 40] and list(config.output[0].dims) == [3, 128, 160]
 
 
 def test_engine_repository_respects_the_profiles(tmp_path: Path) -> None:
