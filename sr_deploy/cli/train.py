@@ -31,7 +31,8 @@ DataOpt = Annotated[
 ValOpt = Annotated[
     list[Path] | None, typer.Option("--val", help="Validation HR folder (repeatable); default: embedded held-out")
 ]
-StepsOpt = Annotated[int, typer.Option(help="Total steps (raise it with --resume to train longer)")]
+StepsOpt = Annotated[int, typer.Option(
+    help="Total steps (raise it with --resume to train longer; a cosine schedule then spans the new total)")]
 BatchOpt = Annotated[int, typer.Option(help="Batch size per process")]
 ScheduleOpt = Annotated[str, typer.Option(help="constant | cosine (to --steps)")]
 MatchesInitOpt = Annotated[int, typer.Option(help="Must match --init")]
@@ -67,7 +68,8 @@ class RunOptions:
 
 
 def run_options(
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint, with its model and "
+                                              "optimisation settings (batch, patch, lr, schedule, ...)")] = False,
     device: Annotated[str, typer.Option(help=AUTO_DEVICE_CHOICES)] = AUTO,
     precision: Annotated[str, typer.Option(help=f"{choices((AUTO, *TRAIN_PRECISIONS))} (CUDA)")] = AUTO,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every training patch")] = 0,
@@ -118,13 +120,15 @@ def _run_trainer(trainer_cls: Callable[..., Trainer], cfg: TrainConfig, resume: 
         summary = trainer.run()
     except (FileNotFoundError, ValueError) as exc:
         raise fail(flags_for(str(exc))) from None
-    val = summary["best_val_psnr_y"] if summary["best_val_psnr_y"] > -1e9 else summary["last_val_psnr_y"]
-    console.print(f"done: step {summary['step']}, val Y-PSNR {val:.2f} dB (best kept), "
-                  f"{summary['seconds'] / 60:.1f} min of training on {summary['device']} ({summary['precision']}); "
-                  f"run folder {summary['run_dir']}")
+    best = trainer.select_best and summary["best_val_psnr_y"] > -1e9
+    val = f"{summary['best_val_psnr_y']:.2f} dB (best kept)" if best else f"{summary['last_val_psnr_y']:.2f} dB (last)"
+    took = (f"val Y-PSNR {val}, {summary['seconds'] / 60:.1f} min of training on {summary['device']} "
+            f"({summary['precision']}); run folder {summary['run_dir']}")
     if summary["stopped_by_signal"]:
+        console.print(f"stopped at step {summary['step']}, {took}")
         console.print("stopped by a signal after saving the checkpoint; continue with --resume")
         raise typer.Exit(130)
+    console.print(f"done: step {summary['step']}, {took}")
 
 
 @train_app.command("srresnet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +48,20 @@ class TrainConfig:
         for name in ("steps", "batch", "patch", "log_every", "val_every", "ckpt_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+#: The cosine schedule's last learning rate as a fraction of ``lr`` (1e-7 for the default 1e-4)
+COSINE_FLOOR = 1e-3
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """The learning rate after ``step`` steps as a fraction of ``cfg.lr``: 1 for the constant schedule; for
+    ``cosine``, from 1 down to :data:`COSINE_FLOOR` over ``cfg.steps`` (closed form: a run resumed with more steps
+    follows the cosine over its new length)."""
+    if cfg.schedule != "cosine":
+        return 1.0
+    done = min(step, cfg.steps) / cfg.steps
+    return COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def resolve_device(device: str) -> str:

@@ -30,12 +30,19 @@ from sr_deploy.artifacts import atomic_write_json
 from sr_deploy.models.descriptor import ModelDescriptor, build_model
 from sr_deploy.models.weights import read_state, save_weights
 from sr_deploy.models.zoo import resolve_weights
-from sr_deploy.train.config import TrainConfig, resolve_device, resolve_precision
+from sr_deploy.train.config import TrainConfig, lr_factor, resolve_device, resolve_precision
 from sr_deploy.train.data import load_training_images, make_loader
 from sr_deploy.train.distributed import barrier, init_distributed, shutdown
 from sr_deploy.train.ema import EMA
 from sr_deploy.train.logbook import Logbook
-from sr_deploy.train.state import CHECKPOINT, load_checkpoint, restore_training_state, save_checkpoint, training_state
+from sr_deploy.train.state import (
+    CHECKPOINT,
+    load_checkpoint,
+    restore_training_state,
+    resumed_config,
+    save_checkpoint,
+    training_state,
+)
 from sr_deploy.train.validation import evaluate, keep_best, validation_pairs
 
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
@@ -59,6 +66,9 @@ class Trainer:
         if ckpt_path.exists() and not resume:
             raise ValueError(f"{self.run_dir} already holds a run ({CHECKPOINT}); continue it with resume=True "
                              "or choose another out folder")
+        checkpoint = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+        if checkpoint is not None:  # the run's own model and optimisation settings; the rest as asked now
+            self.cfg = cfg = resumed_config(cfg, checkpoint, log)
         torch.manual_seed(cfg.seed)
         self.desc = ModelDescriptor(scale=cfg.scale, num_features=cfg.num_features, num_blocks=cfg.num_blocks,
                                     name=f"{self.kind}-x{cfg.scale}")
@@ -70,8 +80,8 @@ class Trainer:
         self.setup()
         self.step, self.best_psnr, self.elapsed = 0, -math.inf, 0.0
         self.resumed_from: int | None = None
-        if resume and ckpt_path.exists():
-            restore_training_state(self, load_checkpoint(ckpt_path))
+        if checkpoint is not None:
+            restore_training_state(self, checkpoint)
             self.resumed_from = self.step
         self.net: nn.Module = (
             DistributedDataParallel(self.model, device_ids=[self.dist.local_rank] if self.device != "cpu" else None)
@@ -115,9 +125,9 @@ class Trainer:
 
     # ---- machinery ----------------------------------------------------------------------------
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        if self.cfg.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.cfg.steps, eta_min=1e-7)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        """The LR schedule of ``optimizer``: a factor of the step, read from ``cfg`` at each step (closed form), so a
+        resumed run with more ``steps`` follows the cosine over its new length."""
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(self.cfg, step))
 
     def autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":

@@ -15,6 +15,7 @@ from sr_deploy.models.vgg import VGGFeatureExtractor, load_vgg19_weights
 from sr_deploy.train.config import TrainConfig
 from sr_deploy.train.loop import Trainer
 from sr_deploy.train.losses import PerceptualLoss, adversarial_loss
+from sr_deploy.train.state import scheduler_state
 
 RANDOM_VGG = "random"
 
@@ -59,7 +60,7 @@ class SRGANTrainer(Trainer):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.disc.load_state_dict(state["disc"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
-        self.d_scheduler.load_state_dict(state["d_scheduler"])
+        self.d_scheduler.load_state_dict(scheduler_state(state["d_scheduler"]))
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         with self.autocast():

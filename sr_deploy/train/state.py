@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,9 +65,37 @@ def training_state(parts: TrainingParts) -> dict[str, Any]:
     }
 
 
+#: Settings a resumed run keeps from its checkpoint: they define the model and the optimisation it is in the middle of
+#: (``steps``, the cadence, data, device and precision may change)
+KEPT_ON_RESUME = ("scale", "num_features", "num_blocks", "batch", "patch", "lr", "schedule", "ema", "seed", "init")
+
+
+def resumed_config(cfg: TrainConfig, state: dict[str, Any], log: Callable[[str], Any]) -> TrainConfig:
+    """``cfg`` with the :data:`KEPT_ON_RESUME` settings of the run in checkpoint ``state``; ``log`` hears which asked
+    values were not used (they were silently overridden by the restored optimizer, or crashed a schedule change)."""
+    if cfg.steps < int(state["step"]):
+        raise ValueError(f"steps {cfg.steps} is below the step the run has reached ({state['step']}): give more steps "
+                         "to train longer")
+    saved = json.loads(state.get("config") or "{}")
+    kept = {name: saved[name] for name in KEPT_ON_RESUME if name in saved}
+    changed = [f"{name} {value} (not {getattr(cfg, name)})" for name, value in kept.items()
+               if getattr(cfg, name) != value]
+    if changed:
+        log("resumed with the run's own " + ", ".join(changed) + ": a resumed run keeps its model and optimisation "
+            "settings (start a new run to change them)")
+    return dataclasses.replace(cfg, **kept)
+
+
+def scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A saved LR scheduler state for the :class:`torch.optim.lr_scheduler.LambdaLR` every run now uses (a checkpoint
+    of an earlier cosine run holds a ``CosineAnnealingLR`` state: its step count and base LRs carry over)."""
+    return {"lr_lambdas": [None] * len(state.get("base_lrs", [None])), **state}
+
+
 def restore_training_state(parts: TrainingParts, state: dict[str, Any]) -> None:
     """Load a :func:`training_state` dict into ``parts``; ValueError when it is from another kind of run
-    or another model architecture. A cosine schedule takes its length from the current ``cfg.steps``."""
+    or another model architecture. The LR schedule follows the current ``cfg.steps``
+    (:func:`~sr_deploy.train.config.lr_factor`)."""
     if state.get("kind") != parts.kind:
         raise ValueError(f"checkpoint is from a {state.get('kind')!r} run, not {parts.kind!r}")
     saved = ModelDescriptor.from_json(state["descriptor"])
@@ -76,9 +105,7 @@ def restore_training_state(parts: TrainingParts, state: dict[str, Any]) -> None:
     if parts.ema and state.get("ema") is not None:
         parts.ema.shadow.load_state_dict(state["ema"])
     parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    if parts.cfg.schedule == "cosine":
-        parts.scheduler.T_max = parts.cfg.steps  # type: ignore[attr-defined]
+    parts.scheduler.load_state_dict(scheduler_state(state["scheduler"]))
     parts.scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
     parts.step, parts.best_psnr, parts.elapsed = int(state["step"]), float(state["best_psnr"]), state["elapsed"]

@@ -25,6 +25,7 @@ class FakeTrainer:
 
     seen: dict[str, Any] = {}
     stopped = False
+    select_best = True  # as Trainer: the best validated weights are kept
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, log: Any = print, **extra: Any) -> None:
         FakeTrainer.seen = {"cfg": cfg, "resume": resume, "extra": extra}

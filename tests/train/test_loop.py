@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from sr_deploy.models import load_weights
-from sr_deploy.train.config import TrainConfig
+from sr_deploy.train.config import TrainConfig, lr_factor
 from sr_deploy.train.srresnet import SRResNetTrainer
-from sr_deploy.train.state import load_checkpoint
+from sr_deploy.train.state import load_checkpoint, scheduler_state
 from tests.train.conftest import TINY_ARGS
 
 LOSS_COLUMNS = ["step", "loss"]
@@ -75,10 +75,23 @@ def test_existing_run_needs_resume(tiny_config: Callable[..., TrainConfig], tmp_
     assert "--" not in str(raised.value)  # library errors name parameters, not command-line flags
 
 
-def test_resume_refuses_a_different_model(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
-    SRResNetTrainer(tiny_config(tmp_path / "r", steps=3)).run()
-    with pytest.raises(ValueError, match="differs"):
-        SRResNetTrainer(tiny_config(tmp_path / "r", num_blocks=3), resume=True)
+def test_resume_keeps_the_runs_model_and_optimisation(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """Resuming a cosine run without its schedule crashed (KeyError 'lr_lambdas'), a new lr was silently replaced by
+    the restored optimizer's while config.json recorded it, and more steps left a cosine run at its last LR."""
+    run = tmp_path / "r"
+    SRResNetTrainer(tiny_config(run, steps=3, schedule="cosine")).run()
+    notes: list[str] = []
+    trainer = SRResNetTrainer(tiny_config(run, steps=6, num_blocks=3, lr=0.01), resume=True, log=notes.append)
+    assert (trainer.cfg.schedule, trainer.cfg.num_blocks, trainer.cfg.lr) == ("cosine", 2, 1e-3)
+    said = next(n for n in notes if n.startswith("resumed with the run's own"))
+    assert "num_blocks 2 (not 3)" in said and "lr 0.001 (not 0.01)" in said and "schedule cosine (not constant)" in said
+    trainer.run()
+    config = json.loads((run / "config.json").read_text())
+    assert (config["lr"], config["schedule"], config["num_blocks"], config["steps"]) == (1e-3, "cosine", 2, 6)
+    log = pl.read_csv(run / "log.csv")  # the cosine over the new 6 steps, from step 4 on
+    assert log["lr"].to_list()[3:] == pytest.approx([1e-3 * lr_factor(trainer.cfg, s) for s in (4, 5, 6)])
+    with pytest.raises(ValueError, match="steps 2 is below the step the run has reached"):
+        SRResNetTrainer(tiny_config(run, steps=2), resume=True)
 
 
 def test_sigterm_saves_a_checkpoint_then_resume_finishes(tiny_config: Callable[..., TrainConfig],
@@ -182,3 +195,16 @@ def test_init_accepts_a_shipped_model_name(tiny_config: Callable[..., TrainConfi
     # the name resolves to the shipped weights, whose 16 x 64 architecture the tiny run does not match
     with pytest.raises(ValueError, match=r"^init srresnet-x4 is .*does not match"):
         SRResNetTrainer(tiny_config(tmp_path / "r", init="srresnet-x4"))
+
+
+def test_a_checkpoint_of_an_earlier_cosine_run_resumes() -> None:
+    """Earlier cosine runs saved a CosineAnnealingLR state; the LambdaLR every run uses now takes its step count."""
+    old = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(old, T_max=10, eta_min=1e-7)
+    for _ in range(4):
+        old.step()
+        cosine.step()
+    new = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(new, lambda step: 1.0)
+    schedule.load_state_dict(scheduler_state(cosine.state_dict()))
+    assert schedule.last_epoch == 4 and schedule.base_lrs == [1e-3]
