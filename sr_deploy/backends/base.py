@@ -81,7 +81,13 @@ class Upscaler(abc.ABC):
                                  f"{fixed[1]} (tile images into windows of that size, as upscale does: "
                                  "sr_deploy.runtime.tiling.TiledUpscaler)")
             raise ValueError(f"{self.name}: input shape {batch.shape} is outside the accepted {self.limits}")
-        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        out = self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        n, _, height, width = batch.shape
+        expected = (n, self.descriptor.out_channels, *self.descriptor.output_shape(height, width))
+        if tuple(out.shape) != expected:  # a descriptor that does not describe the network (scale, channels)
+            raise ValueError(f"{self.name}: the model returned {tuple(out.shape)} for {tuple(batch.shape)}, its "
+                             f"descriptor (x{self.scale}, {self.descriptor.out_channels} channels) says {expected}")
+        return out
 
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray: ...

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sr_deploy.export.onnx import export_onnx
 from sr_deploy.models import load_weights, save_weights
 from sr_deploy.runtime import load
 from sr_deploy.runtime.tiling import upscale_tiled
+from tests.helpers import SMALL, random_srresnet
 
 
 def test_round_trip_dynamic_sizes_and_batches(trained_tiny_weights: Path, trained_tiny_onnx: Path) -> None:
@@ -66,6 +68,17 @@ def test_static_size(trained_tiny_weights: Path, tmp_path: Path) -> None:
     image = np.random.default_rng(0).random((3, 37, 45), dtype=np.float32)
     with TorchUpscaler(*load_weights(trained_tiny_weights)) as reference:
         assert np.abs(upscale_tiled(up, image) - upscale_tiled(reference, image)).max() <= 1e-4
+
+
+def test_a_descriptor_that_does_not_describe_the_network_is_refused(tmp_path: Path) -> None:
+    """An x4 network given as x2 passed the gate (both sides ran the same network) and then scored the top-left
+    quarter of its outputs."""
+    wrong = dataclasses.replace(SMALL, scale=2)
+    with pytest.raises(ValueError, match=r"returned \(1, 3, 160, 224\) for \(1, 3, 40, 56\), its descriptor \(x2"):
+        export_onnx(random_srresnet(), tmp_path / "m.onnx", descriptor=wrong)
+    assert not (tmp_path / "m.onnx").exists()
+    with TorchUpscaler(random_srresnet(), wrong) as up, pytest.raises(ValueError, match="its descriptor"):
+        up.run(np.zeros((1, 3, 8, 8), np.float32))
 
 
 def test_parity_gate_rejects_nan_weights_and_writes_nothing(trained_tiny_weights: Path, tmp_path: Path) -> None:
