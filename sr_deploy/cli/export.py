@@ -63,7 +63,8 @@ def export_fp16_command(
     calib_images: CalibImagesOpt = None,
     margin: Annotated[float, typer.Option(help="Keep nodes in fp32 above 65504 / margin")] = DEFAULT_MARGIN,
     large_size: Annotated[int, typer.Option(
-        help="Side (LR pixels) of the large input the magnitudes are also measured on; 0: none")] = DEFAULT_LARGE,
+        min=0, help="Side (LR pixels) of the large input the magnitudes are also measured on; 0: none")
+    ] = DEFAULT_LARGE,
     max_psnr_drop: Annotated[float | None, typer.Option(
         help="fp16 accuracy budget (dB of Y-PSNR vs fp32): also keep the fewest nodes fp32 that hold it")] = None,
     val: Annotated[Path | None, typer.Option(help="Validation HR images for the budget; default: embedded")] = None,

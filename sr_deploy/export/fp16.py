@@ -139,6 +139,8 @@ def export_fp16(
 
     if margin < 1.0:
         raise ValueError(f"the fp16 safety margin must be >= 1, got {margin}")
+    if large is not None and large < 0:
+        raise ExportError(f"the large input's side must be >= 0 LR pixels (0: none), got {large}")
     loaded, desc = meta.load_sr_onnx(model, "fp32")
     fp32 = onnx.ModelProto()
     fp32.CopyFrom(loaded)

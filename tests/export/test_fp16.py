@@ -154,6 +154,8 @@ def test_fp16_bad_inputs(trained_tiny_onnx: Path, tmp_path: Path) -> None:
         export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", calib=tmp_path / "nodir")
     with pytest.raises(ExportError, match="max_psnr_drop must be >= 0"):
         export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", num_images=1, large=None, max_psnr_drop=-1)
+    with pytest.raises(ExportError, match="large input's side must be >= 0"):  # it checked a 1x1 input
+        export_fp16(trained_tiny_onnx, tmp_path / "o.onnx", num_images=1, large=-5)
     assert not (tmp_path / "o.onnx").exists()
 
 
