@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,19 @@ def _descriptor_for(p: Path, embedded: str | None) -> ModelDescriptor:
     raise ForeignWeights(f"{p}: no descriptor (expected {sidecar.name} beside it)")
 
 
+#: First bytes of what torch.save writes: a zip archive (the default) or a bare pickle (protocol 2+)
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+def _unpickler_cause(message: str) -> str:
+    """The cause in torch's weights-only unpickler error, without its advice to load the file unsafely."""
+    cause = message.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0].strip()
+    cause = " ".join(cause.split()).split(". Please", 1)[0][:300] or "an unsupported pickle"  # no allowlisting advice
+    if cause.startswith("Unsupported global"):
+        return f"the pickle holds objects other than tensors ({cause})"
+    return f"not a checkpoint torch can read safely ({cause})"
+
+
 def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelDescriptor]:
     """Read weights and descriptor from a ``.safetensors`` file or a training checkpoint ``.pt``.
 
@@ -76,13 +90,24 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], M
             with safe_open(str(p), framework="pt") as fh:
                 embedded = (fh.metadata() or {}).get("descriptor")
             return load_file(str(p)), _descriptor_for(p, embedded)
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+        if not magic.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+            raise WeightsError(f"cannot read weights {p}: not a PyTorch checkpoint (neither a zip archive nor a "
+                               "pickle); weights are .safetensors, .pt, .pth or .ckpt files")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except WeightsError:
         raise
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights {p}: refused, the pickle holds objects other than tensors "
-                           f"(torch.load(weights_only=True); nothing of it was executed): {first[:300]}") from None
+        raise WeightsError(f"cannot read weights {p}: refused, {_unpickler_cause(str(exc))} (torch.load("
+                           "weights_only=True): nothing of it was executed)") from None
+    except RuntimeError as exc:
+        if "TorchScript" in str(exc):
+            raise WeightsError(f"cannot read weights {p}: a TorchScript archive (a compiled program, not weights): "
+                               "save the network's state_dict with torch.save or safetensors and load that") from None
+        raise WeightsError(f"cannot read weights {p}: {type(exc).__name__}: {exc}") from None
     except Exception as exc:
         raise WeightsError(f"cannot read weights {p}: {type(exc).__name__}: {exc}") from None
     if not isinstance(ckpt, dict) or "descriptor" not in ckpt or "model" not in ckpt:

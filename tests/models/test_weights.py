@@ -123,7 +123,22 @@ def test_pickled_objects_are_refused(tmp_path: Path, writer: str) -> None:
     with pytest.raises(WeightsError) as info:
         load_weights(path)
     assert str(path) in str(info.value)
+    assert "the pickle holds objects other than tensors (Unsupported global" in str(info.value)
+    assert "weights_only` set to `False`" not in str(info.value) and "add_safe_globals" not in str(info.value)
     assert not marker.exists()
+
+
+def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path: Path) -> None:
+    """A PNG or a TorchScript archive was reported as a refused pickle, with torch's advice to load it unsafely."""
+    png = tmp_path / "photo.pt"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # a PNG's signature
+    with pytest.raises(WeightsError, match="photo.pt: not a PyTorch checkpoint \\(neither a zip archive nor a pickle"):
+        load_weights(png)
+    script = tmp_path / "script.pt"
+    torch.jit.trace(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4)).save(str(script))
+    with pytest.raises(WeightsError, match="script.pt: a TorchScript archive") as info:
+        load_weights(script)
+    assert "weights_only` set to `False`" not in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
