@@ -106,6 +106,9 @@ def evaluate(
     ``on_skip(name, reason)`` is called. The whole LR image is one ``upscaler.run``: pass a
     :class:`~sr_deploy.runtime.tiling.TiledUpscaler` to bound memory on large images.
     """
+    if isinstance(images, str | os.PathLike):
+        raise TypeError(f"images must be a list of image paths, got the single path {os.fspath(images)!r} "
+                        "(collect_images lists a folder's)")
     rows = []
     for path, name in zip(images, image_names(images), strict=True):
         try:

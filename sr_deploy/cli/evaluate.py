@@ -41,7 +41,8 @@ def mean_scores(df: pl.DataFrame) -> dict[str, float]:
 def evaluate(
     model: Annotated[str, typer.Option(help="'bicubic', a shipped model name, .safetensors/.pt weights or .onnx")],
     data: Annotated[list[Path] | None, typer.Option(help="Folder(s) of HR images; default: embedded images")] = None,
-    scale: Annotated[int, typer.Option(min=2, help="Upscaling factor (bicubic only; models carry their own)")] = 4,
+    scale: Annotated[int | None, typer.Option(
+        min=2, help="Upscaling factor of bicubic (default 4); with a model, checked against the model's own")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object to stdout (infinite PSNR as null)")
     ] = False,

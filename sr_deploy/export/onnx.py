@@ -149,6 +149,8 @@ def export_onnx(
             raise ExportError("exporting an nn.Module needs its descriptor (descriptor=ModelDescriptor(...))")
         net, desc, source, source_sha = model, descriptor, f"in-memory {type(model).__name__}", ""
     else:
+        if descriptor is not None:
+            raise ExportError(f"descriptor is for an nn.Module; {model} carries its own (it would be ignored)")
         weights = resolve_weights(model)
         if weights.suffix == ".onnx":
             raise ExportError(f"{weights} is already ONNX; export_onnx takes .safetensors/.pt weights or a model name")

@@ -8,6 +8,8 @@ cached). When the chosen route fails to start, the next candidate is tried and t
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,7 +33,7 @@ from sr_deploy.runtime.select import (
     machine_facts,
     open_route,
 )
-from sr_deploy.runtime.tune import measure_drop, tune
+from sr_deploy.runtime.tune import check_shape, measure_drop, tune
 from sr_deploy.vocabulary import AUTO
 
 P = ParamSpec("P")
@@ -170,13 +172,15 @@ def load_selected(
     backend: str = AUTO,
     precision: str | None = None,
     device: str | None = None,
-    scale: int = 4,
+    scale: int | None = None,
     convert: bool | None = None,
     tune_shape: tuple[int, int, int, int] | None = None,
     max_psnr_drop: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Upscaler, Selection]:
     """:func:`load` that also returns the :class:`~sr_deploy.runtime.select.Selection` (with the reason to print).
+
+    ``scale``: the bicubic baseline's factor (default 4); for a model, a check (ValueError when it differs).
 
     ``tune_shape``: with ``backend="auto"``, choose by timing every usable route on inputs of this NCHW
     shape (the tile shape the job will run) instead of by the static ranking; measured once per model,
@@ -190,11 +194,26 @@ def load_selected(
     within ``max_psnr_drop``, or with 0 every layer int8 under the export's plain limit); an explicit
     other precision runs as asked. ``log`` hears about conversions, measurements and timings.
     """
+    if tune_shape is not None:
+        check_shape(tune_shape, "tune_shape")
     if model is not None and os.fspath(model) == "bicubic":
+        scale = 4 if scale is None else scale
         artifact = Artifact(Path("bicubic"), "bicubic")
         selection = Selection(artifact, BICUBIC_ROUTE, f"bicubic x{scale}: MATLAB imresize, the baseline",
                               (BICUBIC_ROUTE,))
         return BicubicUpscaler(scale), selection
+    upscaler, selection = _load_model(model, backend, precision, device, convert, tune_shape, max_psnr_drop, log)
+    if scale is not None and upscaler.scale != scale:
+        upscaler.close()
+        raise ValueError(f"{selection.artifact.path} is a x{upscaler.scale} model, not x{scale} (scale chooses the "
+                         "bicubic baseline's factor; for a model it is only checked)")
+    return upscaler, selection
+
+
+def _load_model(model: str | os.PathLike[str] | None, backend: str, precision: str | None, device: str | None,
+                convert: bool | None, tune_shape: tuple[int, int, int, int] | None, max_psnr_drop: float,
+                log: Callable[[str], None] | None) -> tuple[Upscaler, Selection]:
+    """:func:`load_selected` of a model file or shipped name (not the bicubic baseline)."""
     artifact = identify(model)
     if max_psnr_drop < 0:
         raise ValueError(f"max_psnr_drop must be >= 0 dB, got {max_psnr_drop}")
@@ -247,19 +266,26 @@ def _open(selection: Selection, device: str | None, log: Callable[[str], None] |
     raise BackendUnavailable("; ".join(failures))
 
 
-def _upscaler_only(select: Callable[P, tuple[Upscaler, Selection]]) -> Callable[P, Upscaler]:
-    """``select`` returning only the upscaler (same parameters)."""
+def _upscaler_only(select: Callable[P, tuple[Upscaler, Selection]], doc: str) -> Callable[P, Upscaler]:
+    """``select`` returning only the upscaler (same parameters; ``help()`` and ``inspect.signature`` show them),
+    documented by ``doc``."""
 
+    @functools.wraps(select)
     def load(*args: P.args, **kwargs: P.kwargs) -> Upscaler:
         return select(*args, **kwargs)[0]
 
+    load.__doc__, load.__name__, load.__qualname__ = doc, "load", "load"
+    load.__signature__ = inspect.signature(select).replace(return_annotation="Upscaler")  # type: ignore[attr-defined]
     return load
 
 
-#: Load ``model`` on the fastest route for ``precision``; use the result as a context manager (or call
-#: ``close()``) to free it. Takes what :func:`load_selected` takes: ``model`` a shipped model name (None:
-#: the shipped default), ``.safetensors``/``.pt`` weights (PyTorch), an ``.onnx`` file (ONNX Runtime on
-#: CPU, CUDA or the TensorRT EP; OpenVINO on the CPU), an ``.engine``/``.plan`` TensorRT engine, or
-#: ``"bicubic"`` (the baseline, ``scale`` times); ``backend`` ``auto``, ``torch``, ``onnxruntime``,
-#: ``openvino`` or ``tensorrt``; ``device`` ``cpu``, ``cuda`` or ``cuda:N`` (None: the fastest here).
-load = _upscaler_only(load_selected)
+load = _upscaler_only(load_selected, """Load ``model`` on the fastest route for ``precision`` -> an :class:`Upscaler`;
+use it as a context manager (or call ``close()``) to free it.
+
+Takes what :func:`load_selected` takes: ``model`` a shipped model name (None: the shipped default),
+``.safetensors``/``.pt`` weights (PyTorch), an ``.onnx`` file (ONNX Runtime on CPU, CUDA or the TensorRT EP;
+OpenVINO on the CPU), an ``.engine``/``.plan`` TensorRT engine, or ``"bicubic"`` (the baseline, ``scale`` times);
+``backend`` ``auto``, ``torch``, ``onnxruntime``, ``openvino`` or ``tensorrt``; ``device`` ``cpu``, ``cuda`` or
+``cuda:N`` (None: the fastest here); ``precision``, ``convert``, ``tune_shape``, ``max_psnr_drop`` and ``log`` as
+there.
+""")

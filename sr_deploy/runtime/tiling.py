@@ -171,6 +171,8 @@ def plan_tiles(
     Raises ValueError when no window the backend accepts fits.
     """
     memory_budget = default_memory_budget() if memory_budget is None else memory_budget
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int | np.integer)):
+        raise TypeError(f"tile must be a whole number of input pixels, got {tile!r}")
     desc = getattr(upscaler, "descriptor", None)
     original, align, fixed = (height, width), 1, None
     if not isinstance(desc, ModelDescriptor):

@@ -113,6 +113,13 @@ def _runner(up: Upscaler, shape: tuple[int, int, int, int]) -> Callable[[np.ndar
     return lambda batch: np.stack([upscale_tiled(up, image) for image in batch])
 
 
+def check_shape(shape: tuple[int, ...], name: str = "shape") -> None:
+    """ValueError naming ``name`` unless ``shape`` is an ``N x 3 x H x W`` input shape of positive integers."""
+    if (not isinstance(shape, tuple | list) or len(shape) != 4 or not all(isinstance(v, int) and v > 0 for v in shape)
+            or shape[1] != 3):
+        raise ValueError(f"{name} must be an (N, 3, H, W) input shape of positive integers, got {shape!r}")
+
+
 def tuning_key(model_sha256: str, precision: str | None, device: str | None, shape: tuple[int, ...],
                machine: dict[str, Any], backend: str = AUTO) -> str:
     """sha256 of every part a measurement depends on (any change measures again)."""
@@ -168,6 +175,9 @@ def tune(
     ``budget_s`` seconds per route. ``int8`` of weights or an fp32 ONNX times the int8 file ``load`` makes from it
     on first use for ``backend`` (:func:`~sr_deploy.runtime.convert.convert_int8`, every layer int8 under the
     export's plain limit; made now if it is not cached) on the CPU int8 routes."""
+    check_shape(shape)
+    if budget_s < 0:
+        raise ValueError(f"budget_s must be >= 0 seconds, got {budget_s}")
     artifact = identify(model)
     if (precision == "int8" and artifact.chooses_precision and (device or "cpu") == "cpu"
             and backend in (AUTO, *INT8_BACKENDS)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from sr_deploy.backends.base import BackendUnavailable
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.backends.pytorch import TorchUpscaler
 from sr_deploy.backends.trt_metadata import EngineMetadataError
+from sr_deploy.errors import ExportError
+from sr_deploy.export.onnx import export_onnx
 from sr_deploy.hardware import cpu_has_bf16
 from sr_deploy.models.zoo import RELEASED_DIR
 from sr_deploy.runtime import load, load_selected
+from sr_deploy.runtime.images import upscale_image
 from sr_deploy.runtime.select import (
     CROSS_CLASS_DROPS,
     DEFAULT_MODEL,
@@ -28,6 +32,8 @@ from sr_deploy.runtime.select import (
     int8_expectation,
     machine_facts,
 )
+from sr_deploy.runtime.tune import tune
+from sr_deploy.scoring import evaluate
 from tests.helpers import SMALL, random_srresnet
 
 NO_CUDA = "torch sees no CUDA device"
@@ -223,6 +229,27 @@ def test_bicubic_baseline_still_loads() -> None:
     assert same.scale == 3 and same.descriptor.architecture == "bicubic" and "baseline" in selection.reason
     with pytest.raises(ValueError, match="bicubic scale must be an integer >= 2, got 0"):
         load("bicubic", scale=0)
+
+
+def test_the_api_checks_what_it_is_given(small_weights: Path, tmp_path: Path) -> None:
+    """Each was silently ignored, or failed deep inside with an IndexError or numpy's message."""
+    assert load(small_weights, backend="torch", scale=4).scale == 4
+    with pytest.raises(ValueError, match=r"small-x4.safetensors is a x4 model, not x2"):
+        load(small_weights, backend="torch", scale=2)
+    with pytest.raises(ValueError, match=r"tune_shape must be an \(N, 3, H, W\) input shape"):
+        load_selected(small_weights, tune_shape=(16, 16))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"shape must be an \(N, 3, H, W\) input shape.*\(1, 3, 0, 16\)"):
+        tune(small_weights, shape=(1, 3, 0, 16))
+    with pytest.raises(ValueError, match="budget_s must be >= 0 seconds"):
+        tune(small_weights, budget_s=-1)
+    with load(small_weights, backend="torch") as up, pytest.raises(TypeError, match="tile must be a whole number"):
+        upscale_image(up, np.zeros((8, 8, 3), np.uint8), tile=3.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="images must be a list of image paths"):
+        evaluate(load("bicubic"), str(tmp_path / "a.png"))  # it iterated over the characters
+    with pytest.raises(ExportError, match="descriptor is for an nn.Module"):
+        export_onnx(small_weights, tmp_path / "m.onnx", descriptor=SMALL)
+    assert load.__doc__ and "fastest route" in load.__doc__
+    assert "precision" in inspect.signature(load).parameters  # help() shows the parameters, not (*args, **kwargs)
 
 
 def _int8(layout: str, isa: str, vnni: bool, seven_bit: bool = False) -> Artifact:
