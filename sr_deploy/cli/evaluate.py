@@ -152,8 +152,10 @@ def bench(
 def report(
     results: Annotated[Path | None, typer.Argument(help="Results folder to (re)write report.md and plots for")] = None,
     compare: Annotated[tuple[Path, Path] | None, typer.Option(help="OLD NEW results folders to compare")] = None,
-    max_latency_regression: Annotated[float, typer.Option(help="Allowed p50 increase (0.1 = 10 %)")] = 0.1,
-    max_psnr_drop: Annotated[float, typer.Option(help="Allowed mean Y-PSNR drop (dB)")] = 0.05,
+    max_latency_regression: Annotated[float | None, typer.Option(
+        min=0.0, help="With --compare: allowed p50 increase (0.1 = 10 %, the default)")] = None,
+    max_psnr_drop: Annotated[float | None, typer.Option(
+        min=0.0, help="With --compare: allowed mean Y-PSNR drop (dB; default 0.05)")] = None,
 ) -> None:
     """Regenerate a report from saved results, or compare two runs (exit 1 on a regression).
 
@@ -165,12 +167,15 @@ def report(
     """
     if (results is None) == (compare is None):
         raise fail("give either a RESULTS_DIR or --compare OLD NEW")
+    if compare is None and (max_latency_regression is not None or max_psnr_drop is not None):
+        raise fail("--max-latency-regression and --max-psnr-drop are thresholds of --compare OLD NEW")
     try:
         if results is not None:
             typer.echo(str(write_report(results)))
             return
         assert compare is not None
-        comparison = compare_runs(*compare, max_latency_regression, max_psnr_drop)
+        comparison = compare_runs(*compare, 0.1 if max_latency_regression is None else max_latency_regression,
+                                  0.05 if max_psnr_drop is None else max_psnr_drop)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(comparison.to_markdown())

@@ -69,6 +69,13 @@ def test_identical_results_compare_clean(bench_results: Path) -> None:
     assert compare_runs(bench_results, bench_results).regressions == []
     result = CliRunner().invoke(app, ["report", "--compare", str(bench_results), str(bench_results)])
     assert result.exit_code == 0, result.output
+    # thresholds are checked and belong to --compare (a negative one made everything a regression; one given
+    # without --compare was ignored)
+    negative = CliRunner().invoke(app, ["report", "--compare", str(bench_results), str(bench_results),
+                                        "--max-latency-regression", "-1"], env={"COLUMNS": "200"})
+    assert negative.exit_code == 2 and "max-latency-regression" in " ".join(negative.output.split())
+    alone = CliRunner().invoke(app, ["report", str(bench_results), "--max-psnr-drop", "0.1"])
+    assert alone.exit_code == 2 and "thresholds of --compare" in alone.output
 
 
 def test_latency_regression_exits_non_zero(bench_results: Path, tmp_path: Path) -> None:
