@@ -37,6 +37,7 @@ from sr_deploy.export.qdq import DEFAULT_METHOD
 from sr_deploy.export.tensorrt import build_engine
 from sr_deploy.hardware import tensorrt_unavailable_reason
 from sr_deploy.models.zoo import resolve_weights
+from sr_deploy.vocabulary import BACKENDS
 
 TARGETS = ("onnxruntime", "tensorrt")
 MANIFEST = "manifest.json"
@@ -192,9 +193,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
         run.step(f"export int8 ({layout})", step_key([fp32], options), [path], int8_step)
     engines = _engines_step(run, d, [fp32, fp16, int8_files.get("tensorrt")], config, log)
     onnx_files = (fp32, fp16, int8_files["onnxruntime"]) if "onnxruntime" in config.targets else (fp32, fp16)
-    bench = BenchConfig(model=str(weights), onnx=tuple(str(p) for p in onnx_files),
-                        engines=tuple(str(p) for p in engines),
-                        data=(config.val,) if config.val else (), **config.bench)
+    bench = bench_config(config, weights, onnx_files, engines)
     report = d / "bench" / "report.md"
 
     def bench_step() -> str:
@@ -211,6 +210,16 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], log: Log =
 
     run.step("report", step_key(bench_outputs, {}), [report], report_step)
     return run.results
+
+
+def bench_config(config: PipelineConfig, weights: Path, onnx_files: Sequence[Path], engines: Sequence[Path]
+                 ) -> BenchConfig:
+    """The bench of the pipeline's files: every backend, TensorRT only with the ``tensorrt`` target; ``config.bench``
+    overrides any setting."""
+    backends = {} if "tensorrt" in config.targets else {"backends": tuple(b for b in BACKENDS if b != "tensorrt")}
+    return BenchConfig(model=str(weights), onnx=tuple(str(p) for p in onnx_files),
+                       engines=tuple(str(p) for p in engines), data=(config.val,) if config.val else (),
+                       **{**backends, **config.bench})
 
 
 def _gate_note(report: Comparison) -> str:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
 from sr_deploy.hardware import this_cpu
-from sr_deploy.pipeline import MANIFEST, PipelineConfig, run_demo, run_pipeline, step_key
+from sr_deploy.pipeline import MANIFEST, PipelineConfig, bench_config, run_demo, run_pipeline, step_key
 from tests.helpers import save_tiny_model
 
 EXPORT_STEPS = ["export fp32", "export fp16", "export int8 (ort-cpu)", "export int8 (tensorrt)"]
@@ -94,6 +94,16 @@ def test_step_key_follows_inputs_and_options(tmp_path: Path) -> None:
     assert step_key([a], {"x": 1}) == step_key([a], {"x": 1})
     assert step_key([a], {"x": 1}) != step_key([b], {"x": 1})
     assert step_key([a], {"x": 1}) != step_key([a], {"x": 2})
+
+
+def test_the_bench_runs_tensorrt_only_for_its_target(tmp_path: Path) -> None:
+    files = [tmp_path / "m.fp32.onnx"]
+    cpu = bench_config(PipelineConfig(model="m", targets=("onnxruntime",)), tmp_path / "m.safetensors", files, [])
+    assert cpu.backends == ("torch", "onnxruntime", "openvino")  # it listed three tensorrt variants as not available
+    both = bench_config(PipelineConfig(model="m"), tmp_path / "m.safetensors", files, [])
+    assert "tensorrt" in both.backends
+    chosen = PipelineConfig(model="m", targets=("onnxruntime",), bench={"backends": ("torch", "tensorrt")})
+    assert bench_config(chosen, tmp_path / "m.safetensors", files, []).backends == ("torch", "tensorrt")
 
 
 def test_bad_targets_and_missing_model(tmp_path: Path) -> None:

@@ -266,7 +266,10 @@ def pipeline(
     out: DeployOutOpt,
     calib: CalibOpt = None,
     val: Annotated[Path | None, typer.Option(help="Validation HR folder (int8 budget, accuracy)")] = None,
-    targets: Annotated[str, typer.Option(help=f"Comma list: {choices(TARGETS, ',')}")] = choices(TARGETS, ","),
+    targets: Annotated[str, typer.Option(
+        help=f"Comma list of {choices(TARGETS, ',')}: what is made for whom (onnxruntime: the ort-cpu int8 layout, "
+        "run by ONNX Runtime and OpenVINO; tensorrt: the TensorRT int8 layout and engines, and TensorRT in the bench)")
+    ] = choices(TARGETS, ","),
     max_psnr_drop: PsnrBudgetOpt = 0.05,
     calib_images: CalibImagesOpt = None,
     suite: SuiteOpt = None,
