@@ -103,14 +103,15 @@ class Manifest:
     """``OUT/manifest.json``: per step its key, its outputs (paths relative to OUT) with their sha256,
     status, note, the seconds it took and the :func:`machine` it ran on."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, log: Log = print) -> None:
         self.root, self.path = out, out / MANIFEST
         self.steps: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             try:
                 self.steps = json.loads(self.path.read_text()).get("steps", {})
-            except (json.JSONDecodeError, AttributeError):
+            except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
                 self.steps = {}  # a damaged manifest only costs a rebuild
+                log(f"{self.path} cannot be read: every step runs again (and rewrites it)")
 
     def up_to_date(self, step: str, key: str) -> bool:
         entry = self.steps.get(step)
@@ -127,7 +128,7 @@ class Manifest:
 
 class _Steps:
     def __init__(self, out: Path, log: Log) -> None:
-        self.manifest, self.log = Manifest(out), log
+        self.manifest, self.log = Manifest(out, log), log
         self.results: list[StepResult] = []
 
     def step(self, name: str, key: str, outputs: list[Path], work: Callable[[], str]) -> None:

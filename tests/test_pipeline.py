@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sr_deploy.bench.results import load_table
 from sr_deploy.cli import app
 from sr_deploy.hardware import this_cpu
-from sr_deploy.pipeline import MANIFEST, PipelineConfig, bench_config, run_demo, run_pipeline, step_key
+from sr_deploy.pipeline import MANIFEST, Manifest, PipelineConfig, bench_config, run_demo, run_pipeline, step_key
 from tests.helpers import save_tiny_model
 
 EXPORT_STEPS = ["export fp32", "export fp16", "export int8 (ort-cpu)", "export int8 (tensorrt)"]
@@ -85,6 +85,14 @@ def test_a_damaged_output_is_redone(demo_run: tuple[Path, Path, str]) -> None:
     assert done["bench"] == "skipped"  # the re-exported fp16 file is identical, so its key is too
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["steps"]["export fp16"]["outputs"].keys() == {"model.fp16.onnx"}
+
+
+def test_a_damaged_manifest_is_said_and_costs_a_rebuild(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text("{not json")
+    said: list[str] = []
+    manifest = Manifest(tmp_path, said.append)
+    assert manifest.steps == {} and said == [f"{tmp_path / MANIFEST} cannot be read: every step runs again (and "
+                                             "rewrites it)"]
 
 
 def test_step_key_follows_inputs_and_options(tmp_path: Path) -> None:
