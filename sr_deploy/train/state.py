@@ -66,8 +66,8 @@ def training_state(parts: TrainingParts) -> dict[str, Any]:
 
 
 #: Settings a resumed run keeps from its checkpoint: they define the model and the optimisation it is in the middle of
-#: (``steps``, the cadence, data, device and precision may change)
-KEPT_ON_RESUME = ("scale", "num_features", "num_blocks", "batch", "patch", "lr", "schedule", "ema", "seed", "init")
+#: (``steps``, the cadence, data, device and precision may change; ``init`` no longer matters: the weights are restored)
+KEPT_ON_RESUME = ("scale", "num_features", "num_blocks", "batch", "patch", "lr", "schedule", "ema", "seed")
 
 
 def resumed_config(cfg: TrainConfig, state: dict[str, Any], log: Callable[[str], Any]) -> TrainConfig:
