@@ -31,6 +31,8 @@ def info(
     try:
         model_facts = describe(model) if model is not None else None
     except (FileNotFoundError, ValueError) as exc:  # ModelFileError (weights, ONNX, sidecar) is a ValueError
+        if as_json:  # the bug report still gets the machine, and the model's error in place of its facts
+            typer.echo(json.dumps({"machine": capabilities(), "model": {"path": model, "error": str(exc)}}, indent=2))
         raise fail(str(exc)) from None
     machine = capabilities()
     if as_json:

@@ -97,3 +97,6 @@ def test_info_with_a_model(int8_8bit: Path, small_weights: Path, tmp_path: Path)
     assert "input size │ fixed 32x48: other sizes are tiled into windows of it" in words
     missing = CliRunner().invoke(app, ["info", str(tmp_path / "none.onnx")])
     assert missing.exit_code == 2 and "none.onnx" in missing.output
+    report = CliRunner().invoke(app, ["info", str(tmp_path / "none.onnx"), "--json"])  # still a bug report
+    facts = json.loads(report.stdout)
+    assert report.exit_code == 2 and "none.onnx" in facts["model"]["error"] and facts["machine"]["cpu"]["isa_class"]
