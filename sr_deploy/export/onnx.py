@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,8 @@ def export_onnx(
         return ExportResult(Path(output), desc, gated(desc, None))
     except Exception as exc:  # e.g. ONNX Runtime refusing a Reshape baked at the trace size
         size = fixed_export_size(desc)
-        failed = f"dynamic height/width failed the gate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        first = textwrap.shorten(str(exc).splitlines()[0], 200, placeholder=" ...")  # whole words and numbers
+        failed = f"dynamic height/width failed the gate ({type(exc).__name__}: {first})"
         fixed = dataclasses.replace(desc, fixed_size=size)
         try:
             report = gated(fixed, size)
