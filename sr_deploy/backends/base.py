@@ -10,6 +10,7 @@ Image modes, tiling and batching sit above this interface and are written once f
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -67,6 +68,18 @@ class Upscaler(abc.ABC):
         fixed = self.descriptor.fixed_size
         return (len(shape) == 4 and shape[1] == 3 and self.limits.accepts(shape)
                 and (fixed is None or tuple(shape[2:]) == fixed))
+
+    def weights_digest(self) -> str:
+        """sha256 (hex) of what this upscaler runs: its model file's bytes, or its network's tensors (computed once).
+        Tells apart weights the descriptor cannot (two checkpoints of one architecture): a resumed job checks it."""
+        digest = self.__dict__.get("_weights_digest_value")
+        if digest is None:
+            digest = self.__dict__["_weights_digest_value"] = self._weights_digest()
+        return str(digest)
+
+    def _weights_digest(self) -> str:
+        """The backend's :meth:`weights_digest` (default, for an upscaler without weights: its descriptor's)."""
+        return hashlib.sha256(self.descriptor.to_json().encode()).hexdigest()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``N x 3 x H x W`` float32 in [0, 1] -> ``N x 3 x sH x sW`` float32."""

@@ -3,6 +3,7 @@ execution-provider options, and :class:`OrtUpscaler`, the runner."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.backends.trt_profiles import Profile, format_shape
@@ -135,7 +137,7 @@ class OrtUpscaler(Upscaler):
             props, descriptor = onnx_metadata.sr_file_props(model, descriptor)
         elif descriptor is None:
             raise ValueError("an ONNX model given as bytes needs its descriptor")
-        self.descriptor, self.props = descriptor, props
+        self.descriptor, self.props, self._source = descriptor, props, model
         self.session: ort.InferenceSession | None = session(model, providers, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.precision = precision or props.get(onnx_metadata.PRECISION, "fp32")
@@ -154,6 +156,10 @@ class OrtUpscaler(Upscaler):
         assert self.session is not None  # run() refuses a closed upscaler
         out = self.session.run(None, {self.input_name: batch})[0]
         return np.asarray(out, dtype=np.float32)
+
+    def _weights_digest(self) -> str:
+        source = self._source
+        return hashlib.sha256(source).hexdigest() if isinstance(source, bytes) else sha256_file(source)
 
     def _release(self) -> None:
         """Drop the session (its memory arenas go with it)."""

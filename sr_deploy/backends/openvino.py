@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends import onnx_metadata
 from sr_deploy.backends.base import Upscaler
 from sr_deploy.errors import BackendUnavailable
@@ -125,6 +126,9 @@ class OvUpscaler(Upscaler):
         self._local = threading.local()
         self.device, self.path = "cpu", p
         self.name = f"openvino-{self.precision}[CPU]"
+
+    def _weights_digest(self) -> str:
+        return sha256_file(self.path)
 
     def _request(self) -> Any:
         request = getattr(self._local, "request", None)

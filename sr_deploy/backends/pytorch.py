@@ -8,6 +8,7 @@ bf16 autocast (CPUs with AVX-512 BF16/AMX, or CUDA), fp16 autocast (CUDA only) a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from collections.abc import Callable
 
@@ -103,6 +104,13 @@ class TorchUpscaler(Upscaler):
         self._graphs = _CudaGraphs(self._forward) if cuda_graphs else None
         suffix = ("+channels_last" if channels_last else "") + ("+cudagraph" if cuda_graphs else "")
         self.name = name or f"torch-{precision}{suffix}"
+
+    def _weights_digest(self) -> str:
+        digest = hashlib.sha256()
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":

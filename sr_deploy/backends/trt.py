@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends.base import ShapeLimits, Upscaler
 from sr_deploy.backends.cuda_memory import (
     DeviceArray,
@@ -200,6 +201,9 @@ class TrtUpscaler(Upscaler):
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
         return super().accepts(shape) and any(p.contains(shape) for p in self.engine.profiles)
+
+    def _weights_digest(self) -> str:
+        return sha256_file(self.engine.path)
 
     def output_shape(self, shape: Shape) -> Shape:
         n, _, h, w = shape

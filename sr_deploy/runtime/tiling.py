@@ -300,6 +300,9 @@ class TiledUpscaler(Upscaler):
         self.descriptor = inner.descriptor
         self.limits = ShapeLimits()
 
+    def _weights_digest(self) -> str:
+        return self.inner.weights_digest()
+
     def accepts(self, shape: tuple[int, ...]) -> bool:
         """Any ``N x 3 x H x W`` batch (a fixed-size ``inner`` too: its windows are of its size)."""
         return len(shape) == 4 and shape[1] == 3

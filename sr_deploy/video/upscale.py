@@ -119,7 +119,8 @@ def _resume_key(src: Path, info: VideoInfo, upscaler: Upscaler, encoding: Encodi
     stat = src.stat()
     return {
         "source": str(src.resolve()), "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns,
-        "model": f"{upscaler.name} {upscaler.precision} {upscaler.descriptor!r}", "encoding": encoding.describe(),
+        "model": f"{upscaler.name} {upscaler.precision} {upscaler.descriptor!r} {upscaler.weights_digest()}",
+        "encoding": encoding.describe(),
         "segment_frames": options.segment_frames, "tile": options.tile, "decode_errors": options.decode_errors,
         "video_stream": info.index, "sr_deploy": __version__,
     }

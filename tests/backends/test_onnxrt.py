@@ -11,6 +11,7 @@ import onnx
 import onnxruntime
 import pytest
 
+from sr_deploy.artifacts import sha256_file
 from sr_deploy.backends.base import BackendUnavailable
 from sr_deploy.backends.onnx_metadata import DESCRIPTOR
 from sr_deploy.backends.onnxrt import OrtUpscaler, cuda_provider, tensorrt_provider
@@ -19,7 +20,7 @@ from sr_deploy.backends.trt_profiles import Profile
 from sr_deploy.errors import ModelFileError
 from sr_deploy.runtime.images import upscale_image
 from sr_deploy.runtime.load import load_selected
-from sr_deploy.runtime.tiling import plan_tiles, upscale_tiled
+from sr_deploy.runtime.tiling import TiledUpscaler, plan_tiles, upscale_tiled
 from tests.helpers import SMALL, nearest_onnx, random_srresnet
 
 
@@ -132,3 +133,13 @@ def test_cpu_path_and_per_shape_warmup(tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((1, 3, 5, 7), dtype=np.float32)
     y = up.run(x)
     np.testing.assert_array_equal(y, x.repeat(4, axis=2).repeat(4, axis=3))
+
+
+def test_weights_digest_names_the_weights_each_backend_runs(small_onnx: Path, small_ort: OrtUpscaler) -> None:
+    """What a resumed video job checks: the file's sha256, or the network's tensors for torch."""
+    assert small_ort.weights_digest() == sha256_file(small_onnx)
+    assert OrtUpscaler(small_onnx.read_bytes(), descriptor=SMALL).weights_digest() == sha256_file(small_onnx)
+    torch_a, torch_b = (TorchUpscaler(random_srresnet(SMALL, seed=s), SMALL) for s in (0, 1))
+    assert torch_a.weights_digest() == TorchUpscaler(random_srresnet(SMALL, seed=0), SMALL).weights_digest()
+    assert torch_a.weights_digest() != torch_b.weights_digest()
+    assert TiledUpscaler(small_ort).weights_digest() == small_ort.weights_digest()

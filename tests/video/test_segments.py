@@ -20,6 +20,7 @@ from sr_deploy.video.segments import (
     parts_folder,
     scaled_display_matrix,
 )
+from tests.helpers import TINY_RANDOM, random_srresnet
 from tests.video.conftest import decoded_rgb, frame_times, packet_hashes
 
 
@@ -79,3 +80,21 @@ def test_ctrl_c_keeps_finished_segments_and_resume_gives_the_same_frames(clips: 
     for a, b in zip(decoded_rgb(out), decoded_rgb(reference), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not parts_folder(out).exists()
+
+
+def test_resume_refuses_other_weights_of_the_same_architecture(clips: dict[str, Path], tiny: TorchUpscaler,
+                                                               tmp_path: Path) -> None:
+    """The resume key held the descriptor only: another checkpoint of the same architecture resumed the job and
+    the video mixed two models."""
+    out = tmp_path / "up.mkv"
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(tiny, clips["vfr"], out, VideoOptions(segment_frames=5), on_progress=interrupt)
+    other = TorchUpscaler(random_srresnet(TINY_RANDOM, seed=7), TINY_RANDOM)
+    assert other.descriptor == tiny.descriptor and other.weights_digest() != tiny.weights_digest()
+    with pytest.raises(ValueError, match=r"made with other settings \(model\)"):
+        upscale_video(other, clips["vfr"], out, VideoOptions(segment_frames=5, resume=True))
