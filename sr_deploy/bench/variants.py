@@ -114,6 +114,11 @@ def _file_variant(path: str, backend: str, device: str, precision: str | None = 
                    make=lambda: load(path, backend=backend, precision=wanted, device=device))
 
 
+#: Why an ONNX backend has no variant when no ONNX file is given
+NO_ONNX = ("no ONNX file given (export one with sr_deploy.export_onnx / export_fp16 / export_int8 or "
+           "`sr-deploy export`, then give it as one of the onnx files)")
+
+
 def _openvino_variants(config: BenchConfig) -> list[Variant]:
     """OpenVINO on every ONNX file, plus bf16 compute of each fp32 file (OpenVINO's own bf16); not
     available without OpenVINO, or without a native-bf16 CPU for bf16 (it would only be emulated)."""
@@ -153,6 +158,9 @@ def plan_variants(config: BenchConfig) -> list[Variant]:
             variant.status, variant.reason = "not available", EMULATED
         variants.append(variant)
     files: list[Variant] = []
+    for backend, runs in (("onnxruntime", ("fp32", "fp16", "int8")), ("openvino", ("fp32", "bf16", "fp16", "int8"))):
+        if backend in config.backends and not config.onnx:  # asked for, so said, not silently left out
+            files += [Variant(f"{backend}-{p}", backend, p, "", "not available", NO_ONNX) for p in runs]
     if "onnxruntime" in config.backends:
         files += [_file_variant(str(p), "onnxruntime", config.device) for p in config.onnx]
     if "openvino" in config.backends and not config.device.startswith("cuda"):

@@ -11,7 +11,7 @@ import pytest
 
 from sr_deploy.backends.onnxrt import OrtUpscaler
 from sr_deploy.bench.config import BenchConfig
-from sr_deploy.bench.variants import REFERENCE, Variant, plan_variants, unique_names
+from sr_deploy.bench.variants import NO_ONNX, REFERENCE, Variant, plan_variants, unique_names
 
 
 def names_of(sources: list[str]) -> list[str]:
@@ -55,6 +55,15 @@ def test_plan_reads_precision_without_loading_and_names_files(random_tiny_weight
     assert all(v.load_s is None and v.device is None for v in variants)  # planned, nothing loaded
     bad = variants[-1]
     assert bad.status == "failed" and str(garbage) in bad.reason and bad.open() is None
+
+
+def test_an_onnx_backend_without_an_onnx_file_is_said(random_tiny_weights: Path) -> None:
+    config = BenchConfig(model=str(random_tiny_weights), backends=("torch", "onnxruntime", "openvino"),
+                         precisions=("fp32", "int8"))
+    missing = [(v.name, v.status) for v in plan_variants(config) if v.backend != "torch"]
+    assert missing == [("onnxruntime-fp32", "not available"), ("onnxruntime-int8", "not available"),
+                       ("openvino-fp32", "not available"), ("openvino-int8", "not available")]  # they were left out
+    assert all(v.reason == NO_ONNX for v in plan_variants(config) if v.backend != "torch")
 
 
 def test_open_then_close_releases_the_session(random_tiny_weights: Path, random_tiny_onnx: Path) -> None:
