@@ -37,20 +37,23 @@ def serve(
         "it records")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; other than loopback needs --token-file or "
                                            "--insecure")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(help="Threads running batches on the one loaded model")] = 1,
-    max_batch: Annotated[int, typer.Option(help="Most windows in one batch")] = DEFAULT_MAX_BATCH,
-    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill (ms)")]
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Threads running batches on the one loaded model")] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most windows in one batch")] = DEFAULT_MAX_BATCH,
+    batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="Longest wait for a batch to fill (ms)")]
     = DEFAULT_BATCH_WAIT_MS,
-    window: Annotated[int | None, typer.Option(help="Window side in input pixels (default: from the model's "
+    window: Annotated[int | None, typer.Option(min=1, help="Window side in input pixels (default: from the model's "
                                                     "receptive field, at least 128)")] = None,
-    max_pixels: Annotated[int, typer.Option(help="Largest input image (pixels, from its header; 413 above)")]
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest input image (pixels, from its header; 413 above)")]
     = DEFAULT_MAX_PIXELS,
-    max_queue: Annotated[int, typer.Option(help="Requests in flight before 503 + Retry-After")] = DEFAULT_MAX_QUEUE,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above)")] = DEFAULT_MAX_BODY_BYTES,
-    request_timeout: Annotated[float, typer.Option(help="Per-request timeout (s; 504 after it)")]
+    max_queue: Annotated[int, typer.Option(min=1, help="Requests in flight before 503 + Retry-After")
+                         ] = DEFAULT_MAX_QUEUE,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413 above)")
+                              ] = DEFAULT_MAX_BODY_BYTES,
+    request_timeout: Annotated[float, typer.Option(min=0.001, help="Per-request timeout (s, > 0; 504 after it)")]
     = DEFAULT_REQUEST_TIMEOUT_S,
-    grace: Annotated[float, typer.Option(help="On SIGTERM, seconds to finish requests in flight")] = DEFAULT_GRACE_S,
+    grace: Annotated[float, typer.Option(min=0.0, help="On SIGTERM, seconds to finish requests in flight")
+                     ] = DEFAULT_GRACE_S,
     token_file: Annotated[Path | None, typer.Option(help="File holding the bearer token requests must carry")]
     = None,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback --host without a token")] = False,
@@ -86,7 +89,7 @@ def serve(
             return
         service = UpscaleService.open(config, log=log_text)
     except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc).replace("(token_file)", "(--token-file)").replace("insecure=True", "--insecure")) from None
     info = service.describe()
     drop = info.get("psnr_drop_db")
     console.print(f"serving {info['artifact']} on {info['backend']} ({info['precision']}, Y-PSNR drop "

@@ -61,10 +61,12 @@ class ServeConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        for name, seconds in {"batch_wait_ms": self.batch_wait_ms, "request_timeout_s": self.request_timeout_s,
-                              "grace_s": self.grace_s, "max_psnr_drop": self.max_psnr_drop}.items():
+        for name, seconds in {"batch_wait_ms": self.batch_wait_ms, "grace_s": self.grace_s,
+                              "max_psnr_drop": self.max_psnr_drop}.items():
             if not seconds >= 0:
                 raise ValueError(f"{name} must be >= 0, got {seconds}")
+        if not self.request_timeout_s > 0:  # 0 answered every request 504 while /readyz said ready
+            raise ValueError(f"request_timeout_s must be > 0 seconds, got {self.request_timeout_s}")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be >= 1 input pixels, got {self.window}")
         if self.token is not None and not self.token:

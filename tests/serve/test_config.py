@@ -27,6 +27,8 @@ def test_limits_are_checked() -> None:
             ServeConfig(**{field: 0})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="batch_wait_ms"):
         ServeConfig(batch_wait_ms=-1)
+    with pytest.raises(ValueError, match="request_timeout_s must be > 0"):  # every request was a 504
+        ServeConfig(request_timeout_s=0)
     with pytest.raises(ValueError, match="empty"):
         ServeConfig(token="")
     assert default_window(40) == 160 and default_window(10) == 128
@@ -62,3 +64,14 @@ def test_choose_format_refuses() -> None:
         with pytest.raises(RequestError) as info:
             choose_format(query, accept)
         assert info.value.status == 406
+
+
+def test_the_command_line_names_its_own_options() -> None:
+    from typer.testing import CliRunner
+
+    from sr_deploy.cli import app
+
+    words = " ".join(CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"]).output.split())
+    assert "needs a token (--token-file) or an explicit --insecure" in words  # it said token_file / insecure=True
+    zero = CliRunner().invoke(app, ["serve", "--max-batch", "0"], env={"COLUMNS": "200"})
+    assert zero.exit_code == 2 and "--max-batch" in zero.output
