@@ -145,13 +145,13 @@ def upscale(
     reason = escape(selection.reason).replace("WARNING:", "[bold yellow]WARNING:[/]")  # int8 from another CPU class
     say(f"[bold]{escape(upscaler.name)}[/] on {upscaler.device}: {reason}")
     for problem in plan.problems:
-        skipped(problem)
+        not_written(problem)
     with Progress(*progress_columns(), console=console) as progress:
         task = progress.add_task("upscaling", total=len(plan.pairs), rate="")
 
         def show(outcome: Outcome) -> None:
             if outcome.status != "written":
-                skipped(outcome)
+                not_written(outcome)
             progress.advance(task)
 
         try:
@@ -168,9 +168,11 @@ def say(text: str) -> None:
     console.print(text, highlight=False, soft_wrap=True)
 
 
-def skipped(outcome: Outcome | FileOutcome) -> None:
-    """Report an input that was not written (failed, or its output exists)."""
-    say(f"[yellow]skipped[/] {escape(printable(outcome.source))}: {escape(outcome.message)}")
+def not_written(outcome: Outcome | FileOutcome) -> None:
+    """Report an input that was not written: ``failed`` (counted as such in the summary), or ``left`` (its output
+    exists)."""
+    word = "[red]failed[/]" if outcome.status == "failed" else "[yellow]left[/]"
+    say(f"{word} {escape(printable(outcome.source))}: {escape(outcome.message)}")
 
 
 def summarize(outcomes: Sequence[Outcome | FileOutcome]) -> None:
@@ -191,7 +193,7 @@ def upscale_on_cluster(inputs: list[str], output: str, address: str, workers: in
 
     def show(outcome: FileOutcome) -> None:
         if outcome.status != "written":
-            skipped(outcome)
+            not_written(outcome)
 
     try:
         job = sr.upscale_cluster(inputs, output, address=address, workers=workers, on_outcome=show,

@@ -62,7 +62,7 @@ def test_cluster_job_equals_the_local_job_and_resumes(ray_local: ModuleType, sma
                                          str(small_onnx), "--backend", "onnxruntime", "--cluster", "auto"])
     assert result.exit_code == 1, result.output  # the corrupt file still fails
     assert "1 written, 3 left as they were" in result.output and "1 failed" in result.output
-    assert f"skipped {photos / CORRUPT}: cannot read image" in " ".join(result.output.split())
+    assert f"failed {photos / CORRUPT}: cannot read image" in " ".join(result.output.split())
     assert (tmp_path / "cluster" / "rgb.png").read_bytes() == b"kept"
     assert (tmp_path / "cluster" / "grey.png").read_bytes() == written["grey.png"]
 

@@ -97,7 +97,7 @@ def test_cli_folder_with_corrupt_files(folder: Path, small_weights: Path, tmp_pa
     assert result.exit_code == 1, result.output
     assert "torch-fp32+channels_last on cpu" in result.stderr  # the static ranking
     for name in ("broken.png", "empty.png", "text.jpg"):
-        assert f"skipped {folder / name}" in result.stderr
+        assert f"failed {folder / name}" in result.stderr
     assert "2 written, 0 left as they were" in result.stderr and "3 failed" in result.stderr
     assert read_image(out / "a.png").shape == (36, 44, 3) and read_image(out / "b.jpg").shape == (32, 24, 3)
 
@@ -177,7 +177,7 @@ def test_cli_refuses_a_decompression_bomb_from_its_header(small_weights: Path, t
     result = runner.invoke(app, ["upscale", str(d), "-o", str(out), "--model", str(small_weights), "--no-tune"])
     assert time.perf_counter() - start < 20  # 144 MP x 16 would take minutes and gigabytes: nothing decoded
     assert result.exit_code == 1, result.output
-    assert f"skipped {d / 'bomb.png'}" in result.stderr and "too large (12000x12000, limit" in result.stderr
+    assert f"failed {d / 'bomb.png'}" in result.stderr and "too large (12000x12000, limit" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
     # the output counts too: at x8, 2000 x 1000 in is within 2 MP but 128 MP out is not within 2 MP x 16
     claim_size(d / "bomb.png", 2000, 1000)
@@ -248,9 +248,9 @@ def test_cli_non_utf8_names_are_written_and_reported_printably(small_weights: Pa
                                  str(small_weights), "--no-tune"])
     assert result.exit_code == 1, result.stderr
     assert os.listdir(os.fsencode(tmp_path / "out")) == [b"good\xfe.png"]  # the same bytes as the input's name
-    assert "skipped " in result.stderr and "bad\\xff.png: cannot read image" in result.stderr
+    assert "failed " in result.stderr and "bad\\xff.png: cannot read image" in result.stderr
     assert "\\udcff" not in result.stderr and "\udcff" not in result.stderr  # no surrogate, raw or escaped
-    assert "skipped " + str(tmp_path / "in" / "bad\\xff.png") in result.stderr  # the name as the message gives it
+    assert "failed " + str(tmp_path / "in" / "bad\\xff.png") in result.stderr  # the name as the message gives it
     assert "1 written, 0 left as they were (exist; --overwrite replaces them), 1 failed" in result.stderr
 
 

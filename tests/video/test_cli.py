@@ -38,7 +38,7 @@ def test_folder_mixing_images_videos_and_broken_files(clips: dict[str, Path], ti
     result = CliRunner().invoke(app, ["upscale", str(d), "-o", f"{out}/", "--model", str(weights), *MODEL,
                                       "--segment-frames", "10"])
     assert result.exit_code == 1, result.output
-    assert f"skipped {d / 'broken.mp4'}: cannot upscale video {d / 'broken.mp4'}: FFmpeg cannot read" in result.output
+    assert f"failed {d / 'broken.mp4'}: cannot upscale video {d / 'broken.mp4'}: FFmpeg cannot read" in result.output
     assert "3 written, 0 left as they were" in result.output and "1 failed" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "clip-no-suffix", "clip.mkv"]
     assert read_image(out / "a.png").shape == (36, 44, 3)
