@@ -206,9 +206,11 @@ def identify(model: str | os.PathLike[str] | None) -> Artifact:
         props, _ = onnx_metadata.sr_file_props(path)  # ModelFileError naming the file and the problem
         calibration = json.loads(props.get(onnx_metadata.CALIBRATION, "{}"))
         validated = calibration.get("validated_on", {})
+        fp16 = json.loads(props.get(onnx_metadata.FP32_NODES, "{}"))  # an fp16 export within a budget records its drop
+        drop = calibration.get("psnr_drop_db", fp16.get("ort_cpu_drop_db"))
         return Artifact(path, "onnx", props.get(onnx_metadata.PRECISION, "fp32"), calibration.get("layout"),
                         validated.get("isa"), validated.get("vnni"), calibration.get("weight_bits") == 7,
-                        calibration.get("psnr_drop_db"), validated.get("engine"))
+                        drop, validated.get("engine"))
     if suffix in ENGINE_SUFFIXES:
         return Artifact(path, "engine", read_metadata(path).precision)
     return Artifact(path, "weights")

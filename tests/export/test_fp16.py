@@ -29,6 +29,8 @@ from sr_deploy.export.onnx import export_onnx
 from sr_deploy.export.sensitivity import outputs_of, validation_pairs
 from sr_deploy.models import ModelDescriptor, load_weights, save_weights
 from sr_deploy.runtime import load
+from sr_deploy.runtime.load import file_budget
+from sr_deploy.runtime.select import identify
 from sr_deploy.scoring import mean_y_psnr
 from tests.export.test_fp16_search import CONV, after, overflowing
 
@@ -130,6 +132,9 @@ def test_budget_search_holds_on_held_out_images(trained_tiny_onnx: Path, tmp_pat
     assert result.ort_drop_db is not None and result.ort_drop_db <= budget
     record = json.loads(meta.read_props(onnx.load(str(result.path)))[meta.FP32_NODES])
     assert record["max_psnr_drop_db"] == budget and record["emulated_drop_db"] == result.budget.final_drop
+    # a budget at run time holds the file to the drop it records (it said "records no Y-PSNR drop")
+    assert identify(result.path).recorded_drop == result.ort_drop_db
+    assert file_budget(identify(result.path), None, budget).startswith(f"recorded Y-PSNR drop {result.ort_drop_db:.3f}")
     # held out: emulated fp16 as the search measured it
     pairs = validation_pairs(held, desc.scale)
     floats = float_tensors(model)
