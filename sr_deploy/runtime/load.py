@@ -21,7 +21,7 @@ from sr_deploy.backends.bicubic import BicubicUpscaler
 from sr_deploy.backends.openvino import openvino_unavailable_reason
 from sr_deploy.errors import BackendUnavailable, ExportError
 from sr_deploy.export.int8 import PLAIN_MAX_DROP_DB
-from sr_deploy.runtime.convert import INT8_BACKENDS, convert_int8, int8_plan
+from sr_deploy.runtime.convert import convert_int8, int8_plan
 from sr_deploy.runtime.select import (
     RANKING,
     Artifact,
@@ -30,6 +30,7 @@ from sr_deploy.runtime.select import (
     decide,
     identify,
     int8_expectation,
+    int8_made_on_demand,
     machine_facts,
     open_route,
 )
@@ -81,7 +82,7 @@ def budget_options(artifact: Artifact, max_psnr_drop: float, device: str | None,
     only), bf16 and fp16 where a route runs them natively here (an fp32 ONNX: bf16 on OpenVINO)."""
     facts, note = machine_facts(), log or (lambda _m: None)
     options = [Option(artifact, "fp32", 0.0)]
-    if (device or "cpu") == "cpu" and backend in (AUTO, *INT8_BACKENDS):
+    if int8_made_on_demand(artifact, "int8", device, backend):
         try:
             int8, drop = int8_on_demand(artifact, max_psnr_drop, backend, log)
             options.append(Option(int8, "int8", drop, int8.validated_engine or "onnxruntime"))
@@ -224,8 +225,7 @@ def _load_model(model: str | os.PathLike[str] | None, backend: str, precision: s
         reason = (f"{option.precision}: Y-PSNR drop {option.drop:.3f} dB against fp32 measured here (budget "
                   f"{max_psnr_drop:g} dB); {selection.reason}")
         return _open(Selection(selection.artifact, selection.route, reason, selection.candidates), device, log)
-    if (chooses and precision == "int8" and convert is not False and (device or "cpu") == "cpu"
-            and backend in (AUTO, *INT8_BACKENDS)):
+    if convert is not False and int8_made_on_demand(artifact, precision, device, backend):
         int8, drop = int8_on_demand(artifact, max_psnr_drop or None, backend, log)
         engine = int8.validated_engine or int8_plan(backend)[1]  # the engine its drop holds for
         selection = decide(int8, machine_facts(), engine, "int8", "cpu")  # where its drop was measured

@@ -29,7 +29,7 @@ from sr_deploy.errors import BackendUnavailable
 from sr_deploy.hardware import BF16_EMULATED, tensorrt_unavailable_reason, this_cpu
 from sr_deploy.models.weights import load_weights
 from sr_deploy.models.zoo import RELEASED_DIR, resolve_weights
-from sr_deploy.runtime.convert import CONVERTIBLE, cache_root, convert
+from sr_deploy.runtime.convert import CONVERTIBLE, INT8_BACKENDS, cache_root, convert
 from sr_deploy.vocabulary import AUTO, PRECISIONS, check_choice, check_device
 from sr_deploy.vocabulary import BACKENDS as ENGINES
 
@@ -182,6 +182,13 @@ class Artifact:
         """Whether the precision this model runs in may be chosen (by an accuracy budget, or ``int8`` made on
         demand): weights and fp32 ONNX files; other files run as they are, held to the drop they record."""
         return self.kind == "weights" or (self.kind == "onnx" and self.precision == "fp32")
+
+
+def int8_made_on_demand(artifact: Artifact, precision: str | None, device: str | None, backend: str) -> bool:
+    """Whether ``precision`` int8 of ``artifact`` is made on first use (:func:`~sr_deploy.runtime.convert.convert_int8`)
+    rather than asked of the file: weights or an fp32 ONNX, on the CPU, for ``auto`` or a CPU int8 backend."""
+    return (precision == "int8" and artifact.chooses_precision and (device or "cpu") == "cpu"
+            and backend in (AUTO, *INT8_BACKENDS))
 
 
 def identify(model: str | os.PathLike[str] | None) -> Artifact:

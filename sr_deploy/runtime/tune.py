@@ -31,8 +31,17 @@ from sr_deploy.backends.base import Upscaler
 from sr_deploy.errors import BackendUnavailable
 from sr_deploy.export.sensitivity import validation_pairs
 from sr_deploy.hardware import this_cpu
-from sr_deploy.runtime.convert import INT8_BACKENDS, cache_root, convert_int8
-from sr_deploy.runtime.select import AUTO, RANKING, Route, decide, identify, machine_facts, open_route
+from sr_deploy.runtime.convert import cache_root, convert_int8
+from sr_deploy.runtime.select import (
+    AUTO,
+    RANKING,
+    Route,
+    decide,
+    identify,
+    int8_made_on_demand,
+    machine_facts,
+    open_route,
+)
 from sr_deploy.runtime.tiling import upscale_tiled
 from sr_deploy.scoring import mean_y_psnr, upscale_pair
 
@@ -179,8 +188,7 @@ def tune(
     if budget_s < 0:
         raise ValueError(f"budget_s must be >= 0 seconds, got {budget_s}")
     artifact = identify(model)
-    if (precision == "int8" and artifact.chooses_precision and (device or "cpu") == "cpu"
-            and backend in (AUTO, *INT8_BACKENDS)):
+    if int8_made_on_demand(artifact, precision, device, backend):
         artifact = identify(convert_int8(artifact.path, None, log, backend))
     machine = machine_key()
     key = tuning_key(sha256_file(artifact.path), precision, device, shape, machine, backend)
